@@ -1,0 +1,53 @@
+/* main.c - the `smoe` command: dispatch to subcommands. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char usage[] =
+    "usage: smoe COMMAND [options]\n"
+    "\n"
+    "commands:\n"
+    "  info   -m MODEL.gguf             describe a model file after validating all of it\n"
+    "  synth  --preset NAME -o OUT.gguf  write a deterministic synthetic Mixtral model\n"
+    "  logits -m MODEL.gguf --tokens IDS -o OUT.f32\n"
+    "                                   next-token logits for every position\n"
+    "\n"
+    "run 'smoe COMMAND --help' for a command's options\n";
+
+int cli_fail(const char *fmt, ...) {
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    for (char *p = buf; *p; p++)
+        if (*p == '\n' || *p == '\r') *p = ' '; /* always exactly one line */
+    fprintf(stderr, "smoe: %s\n", buf);
+    return 1;
+}
+
+int cli_int(const char *s, long long min, long long max, long long *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max) return -1;
+    *out = v;
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "info") == 0) return cmd_info(argc - 1, argv + 1);
+    if (strcmp(cmd, "synth") == 0) return cmd_synth(argc - 1, argv + 1);
+    if (strcmp(cmd, "logits") == 0) return cmd_logits(argc - 1, argv + 1);
+    cli_fail("unknown command '%s' (try 'smoe --help')", cmd);
+    return 2;
+}

@@ -1,0 +1,83 @@
+/* types.c - the type table and row conversions for the float types. */
+#include "types.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "../common.h"
+
+/* ---------------------------------------------------------------------------
+ * Row conversion to float32
+ * ------------------------------------------------------------------------- */
+
+static void f32_to_float(const void *src, float *dst, int64_t n) {
+    memcpy(dst, src, (size_t)n * sizeof(float));
+}
+
+static void f16_to_float(const void *src, float *dst, int64_t n) {
+    const uint8_t *p = src;
+    for (int64_t i = 0; i < n; i++) {
+        uint16_t h = (uint16_t)(p[2 * i] | (p[2 * i + 1] << 8));
+        dst[i] = smoe_f16_to_f32(h);
+    }
+}
+
+static void bf16_to_float(const void *src, float *dst, int64_t n) {
+    const uint8_t *p = src;
+    for (int64_t i = 0; i < n; i++) {
+        uint16_t h = (uint16_t)(p[2 * i] | (p[2 * i + 1] << 8));
+        dst[i] = smoe_bf16_to_f32(h);
+    }
+}
+
+/* ---------------------------------------------------------------------------
+ * The table: block geometry from the GGUF specification.
+ * ------------------------------------------------------------------------- */
+
+static const smoe_type_info type_table[SMOE_TYPE_COUNT] = {
+    [SMOE_TYPE_F32] = {"F32", 1, 4, f32_to_float},
+    [SMOE_TYPE_F16] = {"F16", 1, 2, f16_to_float},
+    [SMOE_TYPE_Q4_0] = {"Q4_0", 32, 18, NULL},
+    [SMOE_TYPE_Q4_1] = {"Q4_1", 32, 20, NULL},
+    [SMOE_TYPE_Q5_0] = {"Q5_0", 32, 22, NULL},
+    [SMOE_TYPE_Q5_1] = {"Q5_1", 32, 24, NULL},
+    [SMOE_TYPE_Q8_0] = {"Q8_0", 32, 34, NULL},
+    [SMOE_TYPE_Q8_1] = {"Q8_1", 32, 36, NULL},
+    [SMOE_TYPE_Q2_K] = {"Q2_K", 256, 84, NULL},
+    [SMOE_TYPE_Q3_K] = {"Q3_K", 256, 110, NULL},
+    [SMOE_TYPE_Q4_K] = {"Q4_K", 256, 144, NULL},
+    [SMOE_TYPE_Q5_K] = {"Q5_K", 256, 176, NULL},
+    [SMOE_TYPE_Q6_K] = {"Q6_K", 256, 210, NULL},
+    [SMOE_TYPE_Q8_K] = {"Q8_K", 256, 292, NULL},
+    [SMOE_TYPE_I8] = {"I8", 1, 1, NULL},
+    [SMOE_TYPE_I16] = {"I16", 1, 2, NULL},
+    [SMOE_TYPE_I32] = {"I32", 1, 4, NULL},
+    [SMOE_TYPE_I64] = {"I64", 1, 8, NULL},
+    [SMOE_TYPE_F64] = {"F64", 1, 8, NULL},
+    [SMOE_TYPE_BF16] = {"BF16", 1, 2, bf16_to_float},
+};
+
+const smoe_type_info *smoe_type_get(uint32_t type) {
+    if (type >= SMOE_TYPE_COUNT || !type_table[type].name) return NULL;
+    return &type_table[type];
+}
+
+const char *smoe_type_name(uint32_t type, char buf[32]) {
+    const smoe_type_info *t = smoe_type_get(type);
+    if (t) return t->name;
+    snprintf(buf, 32, "unknown(%u)", type);
+    return buf;
+}
+
+int smoe_type_from_name(const char *name) {
+    for (int i = 0; i < SMOE_TYPE_COUNT; i++)
+        if (type_table[i].name && strcasecmp(type_table[i].name, name) == 0) return i;
+    return -1;
+}
+
+size_t smoe_type_row_bytes(uint32_t type, int64_t n) {
+    const smoe_type_info *t = smoe_type_get(type);
+    if (!t || n < 0 || n % t->block_size) return 0;
+    return (size_t)(n / t->block_size * t->block_bytes);
+}
