@@ -32,6 +32,7 @@ SMOE_BIN = os.environ.get("SMOE_BIN", "build/smoe")
 SANITIZER_MARKERS = ("Sanitizer", "runtime error", "LeakSanitizer")
 WORKERS = max(1, min(8, os.cpu_count() or 1))
 KEEP = bool(os.environ.get("SMOE_TEST_KEEP"))
+SHOW = bool(os.environ.get("SMOE_TEST_SHOW"))  # print every case's message
 
 U64_MAX = 2 ** 64 - 1
 U32_MAX = 2 ** 32 - 1
@@ -169,7 +170,10 @@ class BadGGUFTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        shutil.rmtree(cls.tmp, ignore_errors=True)
+        if KEEP:
+            sys.stderr.write("\nkept test files in %s\n" % cls.tmp)
+        else:
+            shutil.rmtree(cls.tmp, ignore_errors=True)
 
     # -- helpers -------------------------------------------------------------
 
@@ -207,6 +211,8 @@ class BadGGUFTest(unittest.TestCase):
         with concurrent.futures.ThreadPoolExecutor(WORKERS) as ex:
             results = list(ex.map(self.write_and_run, jobs))
         for (label, path, _content, kw), (rc, _out, err) in zip(jobs, results):
+            if SHOW:
+                sys.stderr.write("\n  [%s] rc=%s %s" % (label, rc, err.decode("utf-8", "replace").strip()))
             with self.subTest(case=label):
                 problem = check_rejection(rc, err, kw)
                 if problem:
@@ -335,9 +341,17 @@ class BadGGUFTest(unittest.TestCase):
             cases.append(("key length %d" % n, self.mutated(first(gt.KV(
                 "x", gt.U32, 1, raw_key=struct.pack("<Q", n) + b"x"))),
                 ("string length", "limit", "truncated")))
-        cases.append(("key longer than file", self.mutated(first(gt.KV(
-            "x", gt.U32, 1, raw_key=struct.pack("<Q", 60000) + b"abc"))),
-            ("truncated", "limit")))
+        cases.append(("key length 65536", self.mutated(first(gt.KV(
+            "x", gt.U32, 1, raw_key=struct.pack("<Q", 65536) + b"x" * 65536))),
+            ("string length", "limit")))
+        # keys cannot be longer than the base file, so use a small file
+        short = gt.GGUFFile(kvs=[gt.KV("x", gt.U32, 1, raw_key=struct.pack("<Q", 1000) + b"abc")])
+        short.data_section = b""
+        cases.append(("key longer than the file", short, ("truncated",)))
+        empty = gt.GGUFFile()
+        empty.data_section = b""
+        cases.append(("no metadata, no tensors", empty,
+                      ("general.architecture", "missing", "architecture")))
 
         arch_key = "general.architecture"
 
