@@ -18,9 +18,9 @@ else
 BUILD   ?= build
 endif
 ALL_CFLAGS = $(CSTD) $(WARN) $(CFLAGS) -fopenmp -Iinclude -Isrc -MMD -MP
-LIBS       = -fopenmp -lm
+LIBS       = -fopenmp -ljansson -lm
 
-LIB_SRC  = $(wildcard src/*.c src/format/*.c src/kernels/*.c src/model/*.c)
+LIB_SRC  = $(wildcard src/*.c src/format/*.c src/kernels/*.c src/model/*.c src/tokenizer/*.c src/chat/*.c src/engine/*.c)
 CLI_SRC  = $(wildcard src/cli/*.c)
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 
