@@ -20,6 +20,7 @@ static const char help[] =
     "  --top-k N --ctx N --vocab-size N --rope-theta X   override the preset\n"
     "  --tied             no output.weight: the LM head reuses the embedding\n"
     "  --identical-experts  every expert gets the same weights\n"
+    "  --readable         favour printable ASCII in the LM head (built-in vocabulary)\n"
     "  --name NAME        general.name\n";
 
 typedef struct int_flag {
@@ -46,6 +47,7 @@ int cmd_synth(int argc, char **argv) {
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) { fputs(help, stdout); return 0; }
         if (strcmp(a, "--tied") == 0) { o.tied_output = true; continue; }
         if (strcmp(a, "--identical-experts") == 0) { o.identical_experts = true; continue; }
+        if (strcmp(a, "--readable") == 0) { o.readable = true; continue; }
         if (!v) return cli_fail("option '%s' needs a value (or is unknown; see 'smoe synth --help')", a);
         i++;
         bool done = false;

@@ -161,6 +161,16 @@ static void store(uint32_t type, uint8_t *dst, int64_t i, float v) {
     }
 }
 
+/* The default model's LM head: rows of printable ASCII byte tokens (ids
+ * 3 + byte in the built-in vocabulary) get a larger scale, so sampling
+ * mostly picks them and the gibberish is at least legible. */
+static float row_gain(const smoe_synth_opts *o, const plan_tensor *t, int64_t row) {
+    if (!o->readable || o->vocab_path || strcmp(t->key, "output") != 0) return 1.0f;
+    int64_t byte = row - 3;
+    bool printable = (byte >= 0x20 && byte < 0x7f) || byte == '\n';
+    return printable ? 6.0f : 1.0f;
+}
+
 static int fill_tensor(void *user, uint64_t idx, void *dst, size_t nbytes, char *err) {
     (void)nbytes;
     (void)err;
@@ -178,7 +188,7 @@ static int fill_tensor(void *user, uint64_t idx, void *dst, size_t nbytes, char 
         uint64_t state = hash_name(key, o->seed);
         for (int64_t i = 0; i < per_slice; i++) {
             float v = uniform(&state);
-            v = t->init == INIT_NORM ? 1.0f + 0.1f * v : v * t->scale;
+            v = t->init == INIT_NORM ? 1.0f + 0.1f * v : v * t->scale * row_gain(o, t, i / t->ne[0]);
             store(type, dst, (int64_t)s * per_slice + i, v);
         }
     }

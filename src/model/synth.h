@@ -20,6 +20,8 @@ typedef struct smoe_synth_opts {
     bool split_experts;         /* blk.N.ffn_X.E.weight instead of merged 3-D */
     bool tied_output;           /* no output.weight: LM head = embedding */
     bool identical_experts;     /* every expert gets expert 0's weights */
+    bool readable;              /* built-in vocabulary: favour printable ASCII
+                                 * in the LM head so random text is legible */
     uint64_t seed;
     const char *vocab_path;     /* .gguf or SentencePiece .model, or NULL */
     const char *name;
