@@ -55,4 +55,5 @@ clean:
 	rm -rf build build-san
 
 .PHONY: all test test-plain clean
+.SECONDARY:
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

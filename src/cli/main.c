@@ -11,6 +11,8 @@ static const char usage[] =
     "usage: smoe COMMAND [options]\n"
     "\n"
     "commands:\n"
+    "  run    [-m MODEL.gguf] -p TEXT    stream a continuation (default model when no -m)\n"
+    "  chat   [-m MODEL.gguf]            interactive multi-turn chat\n"
     "  info   -m MODEL.gguf             describe a model file after validating all of it\n"
     "  synth  --preset NAME -o OUT.gguf  write a deterministic synthetic Mixtral model\n"
     "  logits -m MODEL.gguf --tokens IDS -o OUT.f32\n"
