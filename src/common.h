@@ -26,6 +26,14 @@ static inline bool smoe_mul_u64(uint64_t a, uint64_t b, uint64_t *r) {
     return !__builtin_mul_overflow(a, b, r);
 }
 
+/* splitmix64: a tiny, well-mixed generator step (synthetic weights, seeds). */
+static inline uint64_t smoe_splitmix64(uint64_t *state) {
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
 /* IEEE half and bfloat16 conversions (exact for half->float, round to
  * nearest even for float->half/bf16). */
 float smoe_f16_to_f32(uint16_t h);

@@ -63,13 +63,6 @@ int smoe_sampler_check(const smoe_sampler_params *p, int32_t n_vocab, char *err)
  * Random numbers: xoroshiro128+ seeded through splitmix64.
  * ------------------------------------------------------------------------- */
 
-static uint64_t splitmix(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
 /* uniform in [0, 1) with 53 random bits */
@@ -119,8 +112,8 @@ void smoe_sampler_free(smoe_sampler *s) {
 
 void smoe_sampler_reset(smoe_sampler *s) {
     uint64_t x = s->p.seed;
-    s->rng[0] = splitmix(&x);
-    s->rng[1] = splitmix(&x);
+    s->rng[0] = smoe_splitmix64(&x);
+    s->rng[1] = smoe_splitmix64(&x);
     memset(s->count, 0, (size_t)s->n_vocab * sizeof *s->count);
     s->hist_n = s->hist_pos = 0;
 }

@@ -381,17 +381,6 @@ static const char *model_name(int32_t model_type) {
     }
 }
 
-static int alloc_pieces(smoe_vocab *v, int32_t n, char *err) {
-    v->n_tokens = n;
-    v->tokens = calloc((size_t)n, sizeof *v->tokens);
-    v->token_len = calloc((size_t)n, sizeof *v->token_len);
-    v->scores = calloc((size_t)n, sizeof *v->scores);
-    v->types = calloc((size_t)n, sizeof *v->types);
-    if (!v->tokens || !v->token_len || !v->scores || !v->types)
-        return smoe_errf(err, "spm: out of memory for %d pieces", (int)n);
-    return 0;
-}
-
 static int fill_pieces(const uint8_t *data, size_t size, smoe_vocab *v, char *err) {
     pb_reader r = pb_open(data, size, "ModelProto");
     pb_field f;
@@ -413,7 +402,7 @@ static int build_vocab(smoe_vocab *v, const uint8_t *data, size_t size, char *er
     meta_defaults(&m);
     if (scan_model(data, size, &m, err) < 0) return -1;
     if (m.n_pieces < 1) return smoe_errf(err, "spm: the model has no pieces");
-    if (alloc_pieces(v, m.n_pieces, err) < 0) return -1;
+    if (smoe_vocab_alloc(v, m.n_pieces, err) < 0) return -1;
     if (fill_pieces(data, size, v, err) < 0) return -1;
     if (check_meta(&m, err) < 0) return -1;
     v->unk_id = m.unk_id;

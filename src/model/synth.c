@@ -44,13 +44,6 @@ int smoe_synth_preset(const char *preset, smoe_synth_opts *o) {
  * Random numbers: splitmix64 keyed by a hash of the logical name.
  * ------------------------------------------------------------------------- */
 
-static uint64_t splitmix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 static uint64_t hash_name(const char *s, uint64_t seed) {
     uint64_t h = 0xcbf29ce484222325ull ^ seed;
     for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
@@ -58,7 +51,7 @@ static uint64_t hash_name(const char *s, uint64_t seed) {
 }
 
 /* uniform in [-1, 1) */
-static float uniform(uint64_t *s) { return (float)((double)(splitmix64(s) >> 11) * 0x1.0p-52 - 1.0); }
+static float uniform(uint64_t *s) { return (float)((double)(smoe_splitmix64(s) >> 11) * 0x1.0p-52 - 1.0); }
 
 /* ---------------------------------------------------------------------------
  * Tensor plan

@@ -39,7 +39,7 @@ enum { BUILTIN_SPECIALS = 3, BUILTIN_TOKENS = BUILTIN_SPECIALS + 256 };
 
 /* Allocate the four per-token arrays; tokens starts all NULL so that a
  * failure part-way leaves something smoe_vocab_free() can release. */
-static int alloc_arrays(smoe_vocab *v, int32_t n, char *err) {
+int smoe_vocab_alloc(smoe_vocab *v, int32_t n, char *err) {
     v->n_tokens = n;
     v->tokens = calloc((size_t)n, sizeof *v->tokens);
     v->token_len = calloc((size_t)n, sizeof *v->token_len);
@@ -64,7 +64,7 @@ static int set_token(smoe_vocab *v, int32_t id, const char *text, int32_t type,
 }
 
 static int fill_builtin(smoe_vocab *v, char *err) {
-    if (alloc_arrays(v, BUILTIN_TOKENS, err) < 0) return -1;
+    if (smoe_vocab_alloc(v, BUILTIN_TOKENS, err) < 0) return -1;
     if (set_token(v, 0, "<unk>", SMOE_TOKEN_UNKNOWN, err) < 0) return -1;
     if (set_token(v, 1, "<s>", SMOE_TOKEN_CONTROL, err) < 0) return -1;
     if (set_token(v, 2, "</s>", SMOE_TOKEN_CONTROL, err) < 0) return -1;

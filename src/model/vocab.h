@@ -33,6 +33,10 @@ typedef struct smoe_vocab {
     char model[32];       /* tokenizer kind: "llama" for SentencePiece BPE */
 } smoe_vocab;
 
+/* Allocate the per-token arrays for n tokens (pieces all NULL), so that a
+ * failure part-way leaves something smoe_vocab_free() can release. */
+int smoe_vocab_alloc(smoe_vocab *v, int32_t n, char *err);
+
 /* Release everything a vocab owns and zero it (safe on a zeroed vocab). */
 void smoe_vocab_free(smoe_vocab *v);
 

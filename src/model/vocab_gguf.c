@@ -22,11 +22,7 @@ static int read_special(const gguf_file *f, const char *key, int32_t n, int32_t 
 }
 
 static int read_tokens(smoe_vocab *v, const gguf_kv *kv, char *err) {
-    v->tokens = calloc((size_t)v->n_tokens, sizeof(char *));
-    v->token_len = calloc((size_t)v->n_tokens, sizeof(uint32_t));
-    v->scores = calloc((size_t)v->n_tokens, sizeof(float));
-    v->types = malloc((size_t)v->n_tokens * sizeof(int32_t));
-    if (!v->tokens || !v->token_len || !v->scores || !v->types) return smoe_errf(err, "out of memory");
+    if (smoe_vocab_alloc(v, v->n_tokens, err)) return -1;
     const uint8_t *cur = kv->arr_data;
     for (int32_t i = 0; i < v->n_tokens; i++) {
         gguf_str s = gguf_next_str(&cur);
