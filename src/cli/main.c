@@ -17,6 +17,7 @@ static const char usage[] =
     "  synth  --preset NAME -o OUT.gguf  write a deterministic synthetic Mixtral model\n"
     "  logits -m MODEL.gguf --tokens IDS -o OUT.f32\n"
     "                                   next-token logits for every position\n"
+    "  tokenize -m FILE TEXT            token ids of TEXT (GGUF or SentencePiece .model)\n"
     "\n"
     "run 'smoe COMMAND --help' for a command's options\n";
 
@@ -50,6 +51,9 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "info") == 0) return cmd_info(argc - 1, argv + 1);
     if (strcmp(cmd, "synth") == 0) return cmd_synth(argc - 1, argv + 1);
     if (strcmp(cmd, "logits") == 0) return cmd_logits(argc - 1, argv + 1);
+    if (strcmp(cmd, "run") == 0) return cmd_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "chat") == 0) return cmd_chat(argc - 1, argv + 1);
+    if (strcmp(cmd, "tokenize") == 0) return cmd_tokenize(argc - 1, argv + 1);
     cli_fail("unknown command '%s' (try 'smoe --help')", cmd);
     return 2;
 }
