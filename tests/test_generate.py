@@ -82,6 +82,11 @@ class GenerateTest(unittest.TestCase):
         out = self.run_smoe("run", "-m", self.model, "-p", "-", "-n", "5", input=b"\xff\xfe\x00abc\xc3").stdout
         out.decode("utf-8")  # the output is valid UTF-8
 
+    def test_zero_tokens(self):
+        p = self.run_smoe("run", "-m", self.model, "-p", "abc", "-n", "0")
+        self.assertEqual(p.stdout, b"\n")
+        self.assertRegex(p.stderr.decode(), r"generated 0 tokens")
+
     def test_empty_prompt_starts_from_bos(self):
         p = self.run_smoe("run", "-m", self.model, "-p", "", "-n", "4", "--temp", "0")
         self.assertRegex(p.stderr.decode(), r"prompt 1 tokens")
