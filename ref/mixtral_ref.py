@@ -12,6 +12,11 @@ the row permutation that llama.cpp's converter applies to the Q and K weights,
 whereas the C engine rotates adjacent pairs on the permuted weights.  If both
 agree, both are right.
 
+Weights may be F32, F16, BF16 or one of ggml's quantized block formats
+(Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K .. Q6_K, Q8_K); quantized tensors
+are dequantized by whole-array NumPy code written from the block layouts,
+and the forward pass then runs on those values in float64.
+
 Usage:
     python3 mixtral_ref.py MODEL.gguf --tokens 1,2,3 -o OUT.f32 [--info]
 
@@ -53,9 +58,180 @@ _SCALAR_TYPES = {
 _TYPE_STRING = 8
 _TYPE_ARRAY = 9
 
-# ggml tensor types we accept: type id -> (name, bytes per element)
+# ggml tensor types we accept: type id -> (name, elements per block, bytes per block)
 GGML_F32, GGML_F16, GGML_BF16 = 0, 1, 30
-_TENSOR_TYPES = {GGML_F32: ("F32", 4), GGML_F16: ("F16", 2), GGML_BF16: ("BF16", 2)}
+_TENSOR_TYPES = {
+    GGML_F32: ("F32", 1, 4), GGML_F16: ("F16", 1, 2), GGML_BF16: ("BF16", 1, 2),
+    2: ("Q4_0", 32, 18), 3: ("Q4_1", 32, 20), 6: ("Q5_0", 32, 22), 7: ("Q5_1", 32, 24),
+    8: ("Q8_0", 32, 34), 9: ("Q8_1", 32, 36),
+    10: ("Q2_K", 256, 84), 11: ("Q3_K", 256, 110), 12: ("Q4_K", 256, 144),
+    13: ("Q5_K", 256, 176), 14: ("Q6_K", 256, 210), 15: ("Q8_K", 256, 292),
+}
+
+
+# --------------------------------------------------------------------------
+# Quantized block formats (ggml's), dequantized with whole-array operations
+# --------------------------------------------------------------------------
+#
+# Each function takes the raw blocks as a (n_blocks, block_bytes) uint8
+# array and returns (n_blocks, block_size) float32 values.  Arithmetic is
+# float32 in the order the format defines (scale products first, then the
+# level, then the min), which is exact for every product involved, so the
+# values equal those any correct implementation computes.
+#
+# Naming: in a 256-element super-block, element k = 128*h + 32*g + l
+# (h < 2, g < 4, l < 32) for the formats that pack 2-bit planes.
+
+def _f16(b, at):
+    return b[:, at:at + 2].copy().view("<f2").astype(np.float32)        # (n, 1)
+
+
+def _nibbles(qs):
+    """(n, 16) bytes -> (n, 32): the low nibbles are elements 0..15, the high 16..31."""
+    return np.concatenate([qs & 15, qs >> 4], axis=1)
+
+
+def _bits32(b, at):
+    """The 32 bits of a little-endian u32 field, bit j as column j."""
+    word = b[:, at:at + 4].copy().view("<u4").astype(np.uint64)          # (n, 1)
+    return ((word >> np.arange(32, dtype=np.uint64)) & 1).astype(np.uint8)
+
+
+def _f32(a):
+    return a.astype(np.float32)
+
+
+def _deq_q4_0(b):
+    return _f32(_nibbles(b[:, 2:18]).astype(np.int32) - 8) * _f16(b, 0)
+
+
+def _deq_q4_1(b):
+    return _f32(_nibbles(b[:, 4:20])) * _f16(b, 0) + _f16(b, 2)
+
+
+def _deq_q5_0(b):
+    q = _nibbles(b[:, 6:22]) | (_bits32(b, 2) << 4)
+    return _f32(q.astype(np.int32) - 16) * _f16(b, 0)
+
+
+def _deq_q5_1(b):
+    q = _nibbles(b[:, 8:24]) | (_bits32(b, 4) << 4)
+    return _f32(q) * _f16(b, 0) + _f16(b, 2)
+
+
+def _deq_q8_0(b):
+    return _f32(b[:, 2:34].copy().view(np.int8)) * _f16(b, 0)
+
+
+def _deq_q8_1(b):
+    # bytes 2..3 hold d * sum(q), used only by dot-product kernels
+    return _f32(b[:, 4:36].copy().view(np.int8)) * _f16(b, 0)
+
+
+def _planes2(qs):
+    """(n, 64) bytes of 2-bit planes -> (n, 256) levels 0..3: element
+    128h + 32g + l is bits 2g..2g+1 of byte 32h + l."""
+    shifts = (2 * np.arange(4, dtype=np.uint8)).reshape(1, 1, 4, 1)
+    return ((qs.reshape(-1, 2, 1, 32) >> shifts) & 3).reshape(-1, 256)
+
+
+def _per16(v):
+    """One value per 16 elements -> one per element."""
+    return np.repeat(v, 16, axis=1)
+
+
+def _deq_q2_k(b):
+    sc = b[:, 0:16]
+    q = _planes2(b[:, 16:80])
+    scale = _f16(b, 80) * _f32(_per16(sc & 15))
+    minimum = _f16(b, 82) * _f32(_per16(sc >> 4))
+    return scale * _f32(q) - minimum
+
+
+def _deq_q3_k(b):
+    hmask, sc = b[:, 0:32], b[:, 96:108]
+    low = _planes2(b[:, 32:96]).astype(np.int32)
+    # third bit of element 128h + 32g + l: bit 4h + g of hmask[l]; clear means "minus 4"
+    shifts = (4 * np.arange(2, dtype=np.uint8)[:, None] + np.arange(4, dtype=np.uint8)[None, :]).reshape(1, 2, 4, 1)
+    high = ((hmask.reshape(-1, 1, 1, 32) >> shifts) & 1).reshape(-1, 256).astype(np.int32)
+    q = low - 4 * (1 - high)
+    # 6-bit scale of sub-block s: low 4 bits from the nibbles of bytes 0..7
+    # (sub-blocks 0..7 low nibbles, 8..15 high nibbles), high 2 bits from
+    # byte 8 + s % 4 at bit 2 * (s // 4)
+    s = np.arange(16)
+    low4 = np.concatenate([sc[:, 0:8] & 15, sc[:, 0:8] >> 4], axis=1)
+    high2 = (sc[:, 8 + s % 4] >> (2 * (s // 4)).astype(np.uint8)) & 3
+    code = (low4 | (high2 << 4)).astype(np.int32) - 32
+    return (_f16(b, 108) * _f32(_per16(code))) * _f32(q)
+
+
+def _scales_k4(p):
+    """12 bytes -> 8 six-bit scales and 8 six-bit mins (Q4_K, Q5_K).
+    Sub-blocks 0..3: low 6 bits of bytes 0..3 (scales) and 4..7 (mins).
+    Sub-blocks 4..7: low 4 bits in the low / high nibble of bytes 8..11,
+    high 2 bits in the top bits of bytes 0..3 (scales) / 4..7 (mins)."""
+    sc = np.concatenate([p[:, 0:4] & 63, (p[:, 8:12] & 15) | ((p[:, 0:4] >> 6) << 4)], axis=1)
+    mn = np.concatenate([p[:, 4:8] & 63, (p[:, 8:12] >> 4) | ((p[:, 4:8] >> 6) << 4)], axis=1)
+    return sc, mn
+
+
+def _nibbles_k4(qs):
+    """(n, 128) bytes -> (n, 256): sub-blocks 2c and 2c+1 are the low and
+    high nibbles of bytes 32c .. 32c+31."""
+    chunks = qs.reshape(-1, 4, 1, 32)
+    return np.concatenate([chunks & 15, chunks >> 4], axis=2).reshape(-1, 256)
+
+
+def _deq_k4(b, q):
+    sc, mn = _scales_k4(b[:, 4:16])
+    scale = _f16(b, 0) * _f32(np.repeat(sc, 32, axis=1))
+    minimum = _f16(b, 2) * _f32(np.repeat(mn, 32, axis=1))
+    return scale * _f32(q) - minimum
+
+
+def _deq_q4_k(b):
+    return _deq_k4(b, _nibbles_k4(b[:, 16:144]))
+
+
+def _deq_q5_k(b):
+    # fifth bit of element 32s + l: bit s of qh[l]
+    qh = b[:, 16:48]
+    high = ((qh[:, None, :] >> np.arange(8, dtype=np.uint8)[None, :, None]) & 1).reshape(-1, 256)
+    return _deq_k4(b, _nibbles_k4(b[:, 48:176]) | (high << 4))
+
+
+def _deq_q6_k(b):
+    ql, qh = b[:, 0:128], b[:, 128:192]
+    # low 4 bits of element 128h + 32g + l: byte 64h + 32(g % 2) + l of ql,
+    # low nibble for g < 2, high nibble for g >= 2
+    halves = ql.reshape(-1, 2, 2, 32)                                     # [h, g % 2, l]
+    low = np.stack([halves[:, :, 0] & 15, halves[:, :, 1] & 15,
+                    halves[:, :, 0] >> 4, halves[:, :, 1] >> 4], axis=2)  # [h, g, l]
+    # high 2 bits: bits 2g..2g+1 of byte 32h + l of qh
+    shifts = (2 * np.arange(4, dtype=np.uint8)).reshape(1, 1, 4, 1)
+    high = (qh.reshape(-1, 2, 1, 32) >> shifts) & 3
+    q = (low | (high << 4)).reshape(-1, 256).astype(np.int32) - 32
+    scale = _f16(b, 208) * _f32(_per16(b[:, 192:208].copy().view(np.int8)))
+    return scale * _f32(q)
+
+
+def _deq_q8_k(b):
+    # float32 d, 256 int8 levels, 16 int16 sums (for dot products only)
+    d = b[:, 0:4].copy().view("<f4")
+    return _f32(b[:, 4:260].copy().view(np.int8)) * d
+
+
+_DEQUANTIZE = {2: _deq_q4_0, 3: _deq_q4_1, 6: _deq_q5_0, 7: _deq_q5_1, 8: _deq_q8_0,
+               9: _deq_q8_1, 10: _deq_q2_k, 11: _deq_q3_k, 12: _deq_q4_k, 13: _deq_q5_k,
+               14: _deq_q6_k, 15: _deq_q8_k}
+
+
+def dequantize(raw, ttype):
+    """Flat float32 values of the blocks in `raw` (bytes of ggml type ttype)."""
+    _, block, nbytes = _TENSOR_TYPES[ttype]
+    blocks = np.frombuffer(raw, dtype=np.uint8).reshape(-1, nbytes)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _DEQUANTIZE[ttype](blocks).reshape(-1)
 
 
 class _Reader:
@@ -154,7 +330,11 @@ def load_tensor(gguf, name):
     count = 1
     for d in dims:
         count *= d
-    nbytes = count * _TENSOR_TYPES[ttype][1]
+    _, block, block_bytes = _TENSOR_TYPES[ttype]
+    if dims and dims[0] % block != 0:
+        raise UnsupportedModel("tensor %s: row length %d is not a multiple of the %s block size %d"
+                               % (name, dims[0], _TENSOR_TYPES[ttype][0], block))
+    nbytes = count // block * block_bytes
     if start + nbytes > len(data):
         raise UnsupportedModel("tensor %s extends past end of file" % name)
     raw = data[start:start + nbytes]
@@ -163,9 +343,11 @@ def load_tensor(gguf, name):
         arr = np.frombuffer(raw, dtype="<f4")
     elif ttype == GGML_F16:
         arr = np.frombuffer(raw, dtype="<f2")
-    else:  # BF16: the upper 16 bits of an IEEE float32
+    elif ttype == GGML_BF16:  # the upper 16 bits of an IEEE float32
         half = np.frombuffer(raw, dtype="<u2").astype(np.uint32)
         arr = (half << 16).view(np.float32)
+    else:
+        arr = dequantize(raw, ttype)
     shape = tuple(reversed(dims)) if dims else ()
     return arr.astype(np.float64).reshape(shape)
 

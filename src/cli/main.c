@@ -17,6 +17,7 @@ static const char usage[] =
     "  synth  --preset NAME -o OUT.gguf  write a deterministic synthetic Mixtral model\n"
     "  logits -m MODEL.gguf --tokens IDS -o OUT.f32\n"
     "                                   next-token logits for every position\n"
+    "  quantize IN.gguf OUT.gguf TYPE   copy a model with its weight matrices quantized\n"
     "  tokenize -m FILE TEXT            token ids of TEXT (GGUF or SentencePiece .model)\n"
     "\n"
     "run 'smoe COMMAND --help' for a command's options\n";
@@ -53,6 +54,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "logits") == 0) return cmd_logits(argc - 1, argv + 1);
     if (strcmp(cmd, "run") == 0) return cmd_run(argc - 1, argv + 1);
     if (strcmp(cmd, "chat") == 0) return cmd_chat(argc - 1, argv + 1);
+    if (strcmp(cmd, "quantize") == 0) return cmd_quantize(argc - 1, argv + 1);
     if (strcmp(cmd, "tokenize") == 0) return cmd_tokenize(argc - 1, argv + 1);
     cli_fail("unknown command '%s' (try 'smoe --help')", cmd);
     return 2;

@@ -791,6 +791,7 @@ int gguf_w_write(gguf_writer *w, const char *path, gguf_fill_fn fill, void *user
         free(tmp);
         return -1;
     }
+    fchmod(fd, 0644); /* mkstemp makes 0600; a model file is for reading */
     FILE *fp = fdopen(fd, "wb");
     if (!fp) { close(fd); unlink(tmp); free(tmp); return smoe_errf(err, "%s: %s", path, strerror(errno)); }
     errno = 0;

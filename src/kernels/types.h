@@ -2,8 +2,9 @@
  *
  * Type ids are GGUF's (ggml's) numbering so files map directly.  The table
  * knows the block geometry of every type the format defines, so the GGUF
- * reader can validate any file; `to_float` is set for the types this build
- * can compute with.  Quantized formats slot in here by filling the table. */
+ * reader can validate any file; `to_float` (and `from_float`, its inverse
+ * for writing) is set for the types this build can compute with.  The
+ * quantized formats' code lives in quant.c; this table points at it. */
 #ifndef SMOE_TYPES_H
 #define SMOE_TYPES_H
 
@@ -35,12 +36,15 @@ enum smoe_type {
 };
 
 typedef void (*smoe_to_float_fn)(const void *src, float *dst, int64_t n);
+/* Convert (quantize) n floats, n a multiple of the block size. */
+typedef void (*smoe_from_float_fn)(const float *src, void *dst, int64_t n);
 
 typedef struct smoe_type_info {
     const char *name;     /* NULL for ids that are not a known type */
     int64_t block_size;   /* elements per block */
     int64_t block_bytes;  /* bytes per block */
     smoe_to_float_fn to_float; /* NULL when this build cannot compute with it */
+    smoe_from_float_fn from_float; /* NULL exactly when to_float is */
 } smoe_type_info;
 
 /* Info for a type id, or NULL when the id is unknown. */

@@ -120,8 +120,10 @@ static const gguf_tensor *get_tensor(const gguf_file *f, const char *name, uint3
     }
     const smoe_type_info *ti = smoe_type_get(t->type);
     if (!ti->to_float) {
-        smoe_errf(err, "tensor '%s' has type %s, which this build cannot compute with yet (F32, F16, BF16)", name,
-                  ti->name);
+        smoe_errf(err,
+                  "tensor '%s' has type %s, which this build cannot compute with (F32, F16, BF16, Q4_0, Q4_1, "
+                  "Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K)",
+                  name, ti->name);
         return NULL;
     }
     return t;
