@@ -20,12 +20,15 @@ endif
 ALL_CFLAGS = $(CSTD) $(WARN) $(CFLAGS) -fopenmp -Iinclude -Isrc -MMD -MP
 LIBS       = -fopenmp -ljansson -lm
 
-LIB_SRC  = $(wildcard src/*.c src/format/*.c src/kernels/*.c src/model/*.c src/tokenizer/*.c src/chat/*.c src/engine/*.c)
+LIB_SRC  = $(wildcard src/*.c src/format/*.c src/kernels/*.c src/model/*.c src/tokenizer/*.c src/chat/*.c src/engine/*.c src/grammar/*.c)
 CLI_SRC  = $(wildcard src/cli/*.c)
+# the HTTP server (`smoe serve`): linked into the smoe binary only
+SERVER_SRC  = $(wildcard src/server/*.c)
+SERVER_LIBS = -lmicrohttpd -lpthread
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
-CLI_OBJ  = $(CLI_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ  = $(CLI_SRC:%.c=$(BUILD)/%.o) $(SERVER_SRC:%.c=$(BUILD)/%.o)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/%)
 
 all: $(BUILD)/smoe $(UNIT_BIN)
@@ -34,12 +37,25 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
+# SIMD kernels: instruction-set flags for these files alone (also in the
+# fuzz build), on x86-64 only: for other targets the files compile to
+# nothing.  Which of them runs is decided from the CPU at run time.
+SIMD_AVX2_FLAGS   = -mavx2 -mfma -mf16c
+SIMD_AVX512_FLAGS = $(SIMD_AVX2_FLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16
+SMOE_CC_MACHINE  := $(shell $(CC) -dumpmachine)
+ifneq ($(filter x86_64%,$(SMOE_CC_MACHINE)),)
+%/src/kernels/simd_avx2.o: ALL_CFLAGS += $(SIMD_AVX2_FLAGS)
+%/src/kernels/simd_avx2.o: FUZZ_CFLAGS += $(SIMD_AVX2_FLAGS)
+%/src/kernels/simd_avx512.o: ALL_CFLAGS += $(SIMD_AVX512_FLAGS)
+%/src/kernels/simd_avx512.o: FUZZ_CFLAGS += $(SIMD_AVX512_FLAGS)
+endif
+
 $(BUILD)/libsmoe.a: $(LIB_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
 $(BUILD)/smoe: $(CLI_OBJ) $(BUILD)/libsmoe.a
-	$(CC) $(LDFLAGS) $^ -o $@ $(LIBS)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LIBS) $(SERVER_LIBS)
 
 $(BUILD)/test_%: $(BUILD)/tests/unit/test_%.o $(BUILD)/libsmoe.a
 	$(CC) $(LDFLAGS) $^ -o $@ $(LIBS) -lcmocka
@@ -57,3 +73,5 @@ clean:
 .PHONY: all test test-plain clean
 .SECONDARY:
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+include mk/fuzz.mk
+include mk/arm64.mk

@@ -55,10 +55,23 @@ const smoe_hparams *smoe_model_hparams(const smoe_model *m);
  * Sequences: one KV cache each
  * ------------------------------------------------------------------------- */
 
-/* A KV cache for up to n_ctx positions (0 = the model's training length). */
+/* The element type of a KV cache.  Attention converts F16 keys and values
+ * to float32 as it reads them; the rounding (a relative 2^-11 per element)
+ * moves logits by about 1e-4 of their magnitude. */
+typedef enum smoe_kv_type {
+    SMOE_KV_F16 = 0,    /* IEEE half: half the memory of F32; the default */
+    SMOE_KV_F32 = 1,    /* float32: exact, for comparisons with a reference */
+} smoe_kv_type;
+
+/* A KV cache for up to n_ctx positions (0 = the model's training length),
+ * in F16. */
 smoe_seq *smoe_seq_new(const smoe_model *m, int32_t n_ctx, char *err);
+/* The same with the element type chosen. */
+smoe_seq *smoe_seq_new_typed(const smoe_model *m, int32_t n_ctx, smoe_kv_type type, char *err);
 void smoe_seq_free(smoe_seq *s);
 int32_t smoe_seq_n_ctx(const smoe_seq *s);
+/* Bytes of KV cache one position takes (keys and values of every layer). */
+size_t smoe_kv_bytes_per_pos(const smoe_model *m, smoe_kv_type type);
 
 /* ---------------------------------------------------------------------------
  * Forward pass

@@ -19,6 +19,7 @@ and the forward pass then runs on those values in float64.
 
 Usage:
     python3 mixtral_ref.py MODEL.gguf --tokens 1,2,3 -o OUT.f32 [--info]
+    python3 mixtral_ref.py MODEL.gguf --perplexity --tokens TEXT_IDS --ctx N --bos ID
 
 OUT.f32 receives n_tokens x n_vocab little-endian float32 logits, row-major,
 one row per position (position p attends to positions 0..p).
@@ -599,6 +600,29 @@ def forward(path, tokens):
     return rmsnorm(h, out_norm, hp["eps"]) @ w_out.T
 
 
+def perplexity(path, text_tokens, ctx, bos):
+    """Perplexity of the model over text_tokens (the text's ids, no BOS), in
+    the windows `smoe perplexity` uses: consecutive windows of ctx tokens,
+    each BOS (when bos >= 0) followed by the next ctx-1 text tokens (ctx
+    without BOS), run from scratch; a tail shorter than a window is dropped;
+    the tokens at window positions ctx//2 .. ctx-1 are scored, each from the
+    logits of the position before it.  Returns (perplexity, tokens scored)."""
+    per_window = ctx - 1 if bos >= 0 else ctx
+    text_tokens = list(text_tokens)
+    nll = []
+    for w in range(len(text_tokens) // per_window):
+        window = ([bos] if bos >= 0 else []) + text_tokens[w * per_window:(w + 1) * per_window]
+        logits = forward(path, window)
+        for p in range(ctx // 2, ctx):
+            row = logits[p - 1]
+            top = row.max()
+            log_z = top + np.log(np.sum(np.exp(row - top)))
+            nll.append(log_z - row[window[p]])
+    if not nll:
+        raise UnsupportedModel("fewer text tokens (%d) than one window" % len(text_tokens))
+    return float(np.exp(np.mean(nll))), len(nll)
+
+
 # --------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------
@@ -616,9 +640,21 @@ def main(argv=None):
     ap.add_argument("--tokens", help="comma-separated token ids")
     ap.add_argument("-o", "--output", help="output file for float32 logits")
     ap.add_argument("--info", action="store_true", help="print hyperparameters")
+    ap.add_argument("--perplexity", action="store_true",
+                    help="print the perplexity over --tokens (text ids, no BOS) in windows of --ctx")
+    ap.add_argument("--ctx", type=int, default=512, help="window length for --perplexity")
+    ap.add_argument("--bos", type=int, default=1, help="BOS id opening each window (-1: none)")
     args = ap.parse_args(argv)
 
     try:
+        if args.perplexity:
+            if args.tokens is None:
+                print("error: --perplexity needs --tokens", file=sys.stderr)
+                return 1
+            ppl, n = perplexity(args.model, _parse_tokens(args.tokens), args.ctx, args.bos)
+            print("perplexity = %.12g" % ppl)
+            print("scored = %d" % n)
+            return 0
         if args.info:
             gguf = parse_gguf(args.model)
             hp = read_hparams(gguf)

@@ -6,10 +6,17 @@
 For each build: every C unit-test binary (build/test_*, cmocka, TAP output)
 and every Python test module tests/test_*.py (unittest, with SMOE_BIN set to
 that build's smoe).  Ends with the line 'N passed, N failed, N skipped'.
+
+A cross build (build-arm64, mk/arm64.mk) has a file `runner` with the
+command prefixes that run its binaries (qemu), one a line: its unit binaries
+run under each, then the end-to-end check against this machine's build/smoe
+(tests/cross_check.py); the Python suite is not run on it.  A build
+directory that does not exist is reported as skipped.
 """
 import glob
 import importlib.util
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -18,18 +25,18 @@ import unittest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_unit_binary(path, env, tally):
+def run_unit_binary(path, env, tally, prefix=(), tag=""):
     env = dict(env, CMOCKA_MESSAGE_OUTPUT="TAP")
     try:
-        p = subprocess.run([path], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        p = subprocess.run([*prefix, path], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     except subprocess.TimeoutExpired:
-        tally.fail(f"{path}: timed out")
+        tally.fail(f"{path}{tag}: timed out")
         return
     seen = 0
     for line in p.stdout.splitlines():
         if line.startswith("ok ") or line.startswith("not ok "):
             seen += 1
-            name = f"{os.path.basename(path)}: {line}"
+            name = f"{os.path.basename(path)}{tag}: {line}"
             if "# skip" in line.lower():
                 tally.skip(name)
             elif line.startswith("ok "):
@@ -120,13 +127,29 @@ def main():
     start = time.time()
     for build in builds:
         tally = Tally(build)
+        totals.append(tally)
+        if not os.path.isdir(os.path.join(ROOT, build)):
+            tally.skip(build, "(not built)")
+            continue
+        runners = os.path.join(ROOT, build, "runner")
+        if os.path.exists(runners):  # a cross build: unit binaries under qemu, then the end-to-end check
+            sys.path.insert(0, os.path.join(ROOT, "tests"))
+            import cross_check
+            with open(runners) as f:
+                prefixes = [shlex.split(line) for line in f if line.strip()]
+            for prefix in prefixes:
+                tag = f" ({' '.join(prefix[prefix.index('-cpu'):][:2])})" if "-cpu" in prefix else ""
+                for binary in sorted(glob.glob(os.path.join(ROOT, build, "test_*"))):
+                    if os.access(binary, os.X_OK) and not binary.endswith(".o"):
+                        run_unit_binary(binary, dict(os.environ), tally, prefix, tag)
+                cross_check.run(build, prefix, tag, tally)
+            continue
         env = dict(os.environ, SMOE_BIN=os.path.join(ROOT, build, "smoe"), SMOE_BUILD=build)
         os.environ.update(SMOE_BIN=env["SMOE_BIN"], SMOE_BUILD=build)
         for binary in sorted(glob.glob(os.path.join(ROOT, build, "test_*"))):
             if os.access(binary, os.X_OK) and not binary.endswith(".o"):
                 run_unit_binary(binary, env, tally)
         run_python_tests(build, tally, pattern)
-        totals.append(tally)
     print()
     for t in totals:
         for name, detail in t.failures:

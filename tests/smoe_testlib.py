@@ -1,4 +1,5 @@
 """Helpers shared by the Python tests: run the smoe binary, make models."""
+import contextlib
 import os
 import subprocess
 import tempfile
@@ -39,6 +40,23 @@ class Workdir:
 def synth(path, *args):
     smoe("synth", "-o", path, *args)
     return path
+
+
+@contextlib.contextmanager
+def exact_kernels():
+    """smoe runs started inside take the exact matmul path
+    (SMOE_KERNELS=reference: weights dequantized to float32, float32
+    activations), for comparisons with the float64 reference; the default
+    kernels round activations to 8 bits for quantized weights."""
+    old = os.environ.get("SMOE_KERNELS")
+    os.environ["SMOE_KERNELS"] = "reference"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["SMOE_KERNELS"]
+        else:
+            os.environ["SMOE_KERNELS"] = old
 
 
 def smoe_logits(model, tokens, out, *extra):

@@ -99,10 +99,10 @@ static void print_model(const char *path, const smoe_model *m) {
     human(a, sizeof a, (double)total, "");
     human(b, sizeof b, (double)active, "");
     printf("%-14s %s total, %s active per token\n", "parameters:", a, b);
-    double kv_tok = 2.0 * hp->n_layers * hp->n_kv_heads * hp->head_dim * sizeof(float);
+    double kv_tok = (double)smoe_kv_bytes_per_pos(m, SMOE_KV_F16);
     bytes_h(a, sizeof a, kv_tok);
     bytes_h(b, sizeof b, kv_tok * hp->n_ctx_train);
-    printf("%-14s %s per token, %s for the full context (F32)\n", "kv cache:", a, b);
+    printf("%-14s %s per token, %s for the full context (F16; twice that in F32)\n", "kv cache:", a, b);
     print_types(f);
     print_tokenizer(m);
 }

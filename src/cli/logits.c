@@ -14,7 +14,10 @@ static const char help[] =
     "  writes n_tokens x n_vocab little-endian float32 logits, one row per position\n"
     "  --batch N            feed N tokens per forward call (default: all at once;\n"
     "                       1 = one token at a time)\n"
-    "  --trace-routing FILE write the experts chosen per layer and position\n";
+    "  --trace-routing FILE write the experts chosen per layer and position\n"
+    "  --kv f32|f16         KV-cache element type (default f32: exact, so the logits\n"
+    "                       match the reference to float32 accumulation; f16, what\n"
+    "                       generation uses, moves them by about 3e-4 of max |logit|)\n";
 
 static int parse_tokens(const char *s, int32_t **out, int32_t *n) {
     int32_t cap = 16, cnt = 0;
@@ -52,7 +55,7 @@ static void on_route(void *user, int32_t layer, int32_t entry, const int32_t *ex
 }
 
 static int run(const char *path, const int32_t *tokens, int32_t n, int32_t batch, const char *out,
-               const char *trace_path) {
+               const char *trace_path, smoe_kv_type kv) {
     char err[SMOE_ERR_SIZE];
     int rc = 1;
     smoe_model *m = smoe_model_load(path, err);
@@ -65,7 +68,7 @@ static int run(const char *path, const int32_t *tokens, int32_t n, int32_t batch
     trace tr = {NULL, 0};
     FILE *fp = NULL;
     if (!logits || !e) { cli_fail("out of memory for %d x %d logits", n, V); goto out; }
-    if (!(s = smoe_seq_new(m, n > m->hp.n_ctx_train ? n : 0, err)) || !(c = smoe_ctx_new(m, batch, err))) {
+    if (!(s = smoe_seq_new_typed(m, n > m->hp.n_ctx_train ? n : 0, kv, err)) || !(c = smoe_ctx_new(m, batch, err))) {
         cli_fail("%s", err);
         goto out;
     }
@@ -100,6 +103,7 @@ out:
 
 int cmd_logits(int argc, char **argv) {
     const char *path = NULL, *tok = NULL, *out = NULL, *trace_path = NULL;
+    smoe_kv_type kv = SMOE_KV_F32;
     long long batch = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -110,6 +114,11 @@ int cmd_logits(int argc, char **argv) {
         else if (strcmp(a, "--tokens") == 0) tok = v;
         else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) out = v;
         else if (strcmp(a, "--trace-routing") == 0) trace_path = v;
+        else if (strcmp(a, "--kv") == 0) {
+            if (strcmp(v, "f32") == 0) kv = SMOE_KV_F32;
+            else if (strcmp(v, "f16") == 0) kv = SMOE_KV_F16;
+            else return cli_fail("--kv: '%s' is not f32 or f16", v);
+        }
         else if (strcmp(a, "--batch") == 0) {
             if (cli_int(v, 1, 65536, &batch)) return cli_fail("--batch: '%s' is not an integer from 1 to 65536", v);
         } else return cli_fail("unknown option '%s' (see 'smoe logits --help')", a);
@@ -117,7 +126,7 @@ int cmd_logits(int argc, char **argv) {
     if (!path || !tok || !out) return cli_fail("give -m MODEL.gguf, --tokens IDS and -o OUT.f32");
     int32_t *tokens = NULL, n = 0;
     if (parse_tokens(tok, &tokens, &n)) return 1;
-    int rc = run(path, tokens, n, batch ? (int32_t)(batch < n ? batch : n) : n, out, trace_path);
+    int rc = run(path, tokens, n, batch ? (int32_t)(batch < n ? batch : n) : n, out, trace_path, kv);
     free(tokens);
     return rc;
 }

@@ -19,6 +19,10 @@ static const char usage[] =
     "                                   next-token logits for every position\n"
     "  quantize IN.gguf OUT.gguf TYPE   copy a model with its weight matrices quantized\n"
     "  tokenize -m FILE TEXT            token ids of TEXT (GGUF or SentencePiece .model)\n"
+    "  grammar-check --json-schema F    compile a schema/grammar; check or generate documents\n"
+    "  serve  [-m MODEL.gguf]            OpenAI- and Ollama-compatible HTTP server\n"
+    "  bench  -m MODEL.gguf             prompt and generation speed, memory bandwidth, decode ceiling\n"
+    "  perplexity -m MODEL.gguf -f TEXT perplexity over a text; --kl-base BASE.gguf: KL divergence\n"
     "\n"
     "run 'smoe COMMAND --help' for a command's options\n";
 
@@ -56,6 +60,10 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "chat") == 0) return cmd_chat(argc - 1, argv + 1);
     if (strcmp(cmd, "quantize") == 0) return cmd_quantize(argc - 1, argv + 1);
     if (strcmp(cmd, "tokenize") == 0) return cmd_tokenize(argc - 1, argv + 1);
+    if (strcmp(cmd, "grammar-check") == 0) return cmd_grammar_check(argc - 1, argv + 1);
+    if (strcmp(cmd, "serve") == 0) return cmd_serve(argc - 1, argv + 1);
+    if (strcmp(cmd, "bench") == 0) return cmd_bench(argc - 1, argv + 1);
+    if (strcmp(cmd, "perplexity") == 0) return cmd_perplexity(argc - 1, argv + 1);
     cli_fail("unknown command '%s' (try 'smoe --help')", cmd);
     return 2;
 }

@@ -11,6 +11,7 @@
 #include "../common.h"
 #include "cli.h"
 #include "gen_common.h"
+#include "grammar_cli.h"
 
 static const char help[] =
     "usage: smoe run [-m MODEL.gguf] -p TEXT [options]\n"
@@ -78,12 +79,16 @@ int cmd_run(int argc, char **argv) {
     cli_gen_defaults(&g);
     const char *prompt = NULL, *system = NULL;
     bool chat = false;
+    cli_grammar gram = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int r = cli_gen_flag(&g, argc, argv, &i);
         if (r < 0) return 1;
         if (r) continue;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { printf("%s%s", help, cli_gen_help); return 0; }
+        r = cli_grammar_flag(&gram, argc, argv, &i);
+        if (r < 0) return 1;
+        if (r) continue;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { printf("%s%s%s", help, cli_gen_help, cli_grammar_help); return 0; }
         if (!strcmp(a, "--chat")) chat = true;
         else if ((!strcmp(a, "-p") || !strcmp(a, "--prompt")) && i + 1 < argc) prompt = argv[++i];
         else if (!strcmp(a, "--system") && i + 1 < argc) { system = argv[++i]; chat = true; }
@@ -97,11 +102,21 @@ int cmd_run(int argc, char **argv) {
         prompt = owned;
     }
     signal(SIGPIPE, SIG_IGN); /* a closed stdout shows up as a write error */
+    smoe_grammar *grammar = NULL;
+    if (cli_grammar_wanted(&gram) && !(grammar = cli_grammar_build(&gram))) { free(owned); return 1; }
     cli_loaded l;
-    if (cli_load(&g, &l)) { free(owned); return 1; }
+    if (cli_load(&g, &l)) { smoe_grammar_free(grammar); free(owned); return 1; }
     smoe_tokens toks = {0};
+    smoe_gvocab *gvoc = NULL;
     int rc = 1;
     if (build_prompt(&l, prompt, len, chat, system, &toks)) goto out;
+    if (grammar) {
+        char gerr[SMOE_ERR_SIZE];
+        if (!(gvoc = smoe_gvocab_new(l.tok, gerr)) || !(g.gen.grammar = smoe_gmatch_new(grammar, gvoc, gerr))) {
+            cli_fail("%s", gerr);
+            goto out;
+        }
+    }
     out_state o = {false};
     smoe_gen_result res;
     char err[SMOE_ERR_SIZE];
@@ -116,8 +131,20 @@ int cmd_run(int argc, char **argv) {
     fprintf(stderr, "\nsmoe: load %.0f ms | prompt %d tokens, %.1f tokens/s | generated %d tokens, %.1f tokens/s | peak memory %.0f MiB\n",
             l.load_ms, res.n_prompt, res.prompt_ms > 0 ? res.n_prompt_processed * 1e3 / res.prompt_ms : 0.0,
             res.n_generated, res.gen_ms > 0 ? res.n_generated * 1e3 / res.gen_ms : 0.0, cli_peak_rss_mib());
+    if (grammar) {
+        smoe_grammar_info gi;
+        smoe_grammar_get_info(grammar, &gi);
+        double per_step = res.n_grammar_steps ? res.grammar_ms / res.n_grammar_steps : 0;
+        double decode = res.n_generated ? (res.gen_ms - res.grammar_ms) / res.n_generated : 0;
+        fprintf(stderr, "smoe: grammar: compile %.2f ms | mask %.4f ms/token = %.2f%% of a decode step | document %s\n",
+                gi.compile_ms, per_step, decode > 0 ? 100.0 * per_step / decode : 0.0,
+                res.grammar_complete ? "complete" : "INCOMPLETE");
+    }
     rc = 0;
 out:
+    smoe_gmatch_free(g.gen.grammar);
+    smoe_gvocab_free(gvoc);
+    smoe_grammar_free(grammar);
     smoe_tokens_free(&toks);
     cli_unload(&l);
     free(owned);

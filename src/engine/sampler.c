@@ -269,3 +269,20 @@ int32_t smoe_sampler_sample(smoe_sampler *s, float *logits) {
     }
     return c[n - 1].id;
 }
+
+int32_t smoe_sampler_sample_masked(smoe_sampler *s, float *logits, const uint64_t *allowed) {
+    const int32_t V = s->n_vocab;
+    if (allowed) {
+        for (int32_t w = 0; w * 64 < V; w++) {
+            uint64_t bits = allowed[w];
+            if (bits == ~0ull) continue;
+            int32_t end = w * 64 + 64 < V ? w * 64 + 64 : V;
+            for (int32_t i = w * 64; i < end; i++)
+                if (!((bits >> (i & 63)) & 1)) logits[i] = -INFINITY;
+        }
+    }
+    int32_t t = smoe_sampler_sample(s, logits);
+    if (t < 0 || t >= V || logits[t] == -INFINITY) return -1;
+    if (allowed && !((allowed[t >> 6] >> (t & 63)) & 1)) return -1;
+    return t;
+}

@@ -49,6 +49,12 @@ void smoe_sampler_free(smoe_sampler *s);
 /* Pick a token from logits (n_vocab floats, modified in place). */
 int32_t smoe_sampler_sample(smoe_sampler *s, float *logits);
 
+/* The same, drawing only among the tokens whose bit is set in allowed
+ * (bit i of allowed[i / 64]; n_vocab bits; NULL = all): the others get
+ * -infinity before anything else runs.  Returns -1 when no allowed token
+ * is left with a finite logit (a logit bias banned them all). */
+int32_t smoe_sampler_sample_masked(smoe_sampler *s, float *logits, const uint64_t *allowed);
+
 /* Record a token of the context (prompt or generated) for the penalties. */
 void smoe_sampler_accept(smoe_sampler *s, int32_t token);
 

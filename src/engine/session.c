@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "../common.h"
+#include "../grammar/grammar.h"
 
 #define PROMPT_BATCH 256
 
@@ -97,11 +98,43 @@ static int process_prompt(smoe_session *s, const smoe_tokens *prompt, smoe_gen_r
     return 0;
 }
 
+static bool is_trigger(const smoe_gen_params *p, int32_t t) {
+    for (int i = 0; i < p->n_grammar_triggers; i++) if (p->grammar_triggers[i] == t) return true;
+    return false;
+}
+
+/* The allowed tokens of a constrained step into mask; -1 with err. */
+static int grammar_mask(smoe_session *s, const smoe_gen_params *p, int32_t remaining, uint64_t *mask, char *err) {
+    char gerr[SMOE_ERR_SIZE] = "";
+    int32_t n = smoe_gmatch_mask(p->grammar, remaining - 1, mask, gerr);
+    if (n < 0) return smoe_errf(err, "grammar: %s", gerr);
+    bool complete = smoe_gmatch_complete(p->grammar);
+    if (complete)
+        for (int i = 0; i < p->n_stop_tokens; i++) {
+            int32_t t = p->stop_tokens[i];
+            if (t >= 0 && t < s->n_vocab && !((mask[t >> 6] >> (t & 63)) & 1)) { mask[t >> 6] |= 1ull << (t & 63); n++; }
+        }
+    if (n == 0) return smoe_errf(err, "grammar: no token of this vocabulary can continue the document here");
+    return 0;
+}
+
 int smoe_session_generate(smoe_session *s, const smoe_tokens *prompt, const smoe_gen_params *p,
                           smoe_emit_fn emit, void *user, smoe_gen_result *res, char *err) {
     memset(res, 0, sizeof *res);
     smoe_sampler *smp = smoe_sampler_new(&p->sampling, s->n_vocab, err);
     if (!smp) return -1;
+    uint64_t *mask = NULL;
+    if (p->grammar) {
+        /* words for the model's vocabulary; tokens the tokenizer lacks stay 0 */
+        size_t words = ((size_t)s->n_vocab + 63) / 64 + 2;
+        size_t tw = ((size_t)smoe_tokenizer_vocab(s->tok)->n_tokens + 63) / 64;
+        if (tw > words) words = tw;
+        if (!(mask = calloc(words, sizeof *mask))) {
+            smoe_sampler_free(smp);
+            return smoe_errf(err, "out of memory");
+        }
+    }
+    bool constrained = p->grammar && p->n_grammar_triggers == 0;
     int rc = process_prompt(s, prompt, res, err);
     smoe_stop_filter stop;
     smoe_stop_init(&stop, p->stop, p->n_stop);
@@ -110,10 +143,39 @@ int smoe_session_generate(smoe_session *s, const smoe_tokens *prompt, const smoe
     for (int32_t i = 0; rc == 0 && i < prompt->n; i++) smoe_sampler_accept(smp, prompt->ids[i]);
     double t0 = now_ms();
     res->finish = SMOE_FINISH_LENGTH;
-    bool stopped = false;
+    bool stopped = false, grammar_done = false;
     while (rc == 0 && (p->max_tokens < 0 || res->n_generated < p->max_tokens)) {
-        int32_t t = smoe_sampler_sample(smp, s->logits);
+        int32_t t;
+        if (constrained) {
+            if (smoe_gmatch_complete(p->grammar) && !smoe_gmatch_can_continue(p->grammar)) {
+                grammar_done = true;
+                break;
+            }
+            /* tokens left, this one included: the document must be complete
+             * by the last of them */
+            int32_t remaining = s->n_ctx - s->cached.n + 1;
+            if (p->max_tokens >= 0 && p->max_tokens - res->n_generated < remaining) remaining = p->max_tokens - res->n_generated;
+            double g0 = now_ms();
+            if (grammar_mask(s, p, remaining, mask, err)) { rc = -1; break; }
+            res->grammar_ms += now_ms() - g0;
+            res->n_grammar_steps++;
+            t = smoe_sampler_sample_masked(smp, s->logits, mask);
+            if (t < 0) {
+                rc = smoe_errf(err, "grammar: every token the grammar allows here is banned (logit bias)");
+                break;
+            }
+        } else {
+            t = smoe_sampler_sample(smp, s->logits);
+        }
         if (is_stop_token(s, p, t)) { res->finish = SMOE_FINISH_STOP; break; }
+        if (constrained) {
+            double g0 = now_ms();
+            char gerr[SMOE_ERR_SIZE] = "";
+            if (smoe_gmatch_accept_token(p->grammar, t, gerr)) { rc = smoe_errf(err, "grammar: %s", gerr); break; }
+            res->grammar_ms += now_ms() - g0;
+        } else if (p->grammar && is_trigger(p, t)) {
+            constrained = true;
+        }
         smoe_sampler_accept(smp, t);
         res->n_generated++;
         char text[128];
@@ -124,6 +186,10 @@ int smoe_session_generate(smoe_session *s, const smoe_tokens *prompt, const smoe
         /* every cached token has its keys and values computed: run this
          * one now, so the next turn can extend the conversation */
         if (stopped) break;
+        if (constrained && smoe_gmatch_complete(p->grammar) && !smoe_gmatch_can_continue(p->grammar)) {
+            grammar_done = true; /* nothing can follow: no need to run the model again */
+            break;
+        }
         if (s->cached.n >= s->n_ctx) { res->finish = SMOE_FINISH_LENGTH; break; }
         int32_t pos = s->cached.n;
         if (smoe_tokens_push(&s->cached, t)) { rc = smoe_errf(err, "out of memory"); break; }
@@ -137,9 +203,12 @@ int smoe_session_generate(smoe_session *s, const smoe_tokens *prompt, const smoe
         if (r < 0) rc = smoe_errf(err, "out of memory");
         else if (r == 1) res->finish = SMOE_FINISH_STOP;
         else if (r == 2) res->finish = SMOE_FINISH_ABORT;
+        else if (grammar_done) res->finish = SMOE_FINISH_STOP;
     }
+    if (p->grammar) res->grammar_complete = constrained && smoe_gmatch_complete(p->grammar);
     res->gen_ms = now_ms() - t0;
     smoe_stop_free(&stop);
     smoe_sampler_free(smp);
+    free(mask);
     return rc;
 }

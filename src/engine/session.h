@@ -15,6 +15,8 @@
 #include "sampler.h"
 #include "stopstr.h"
 
+struct smoe_gmatch; /* src/grammar/grammar.h */
+
 typedef struct smoe_gen_params {
     smoe_sampler_params sampling;
     int32_t max_tokens;             /* stop after this many; -1 = until the context is full */
@@ -22,6 +24,19 @@ typedef struct smoe_gen_params {
     int n_stop;
     const int32_t *stop_tokens;     /* besides the vocabulary's end-of-sequence */
     int n_stop_tokens;
+    /* Constrained decoding (src/grammar/grammar.h); NULL = none.  Each step
+     * samples only tokens that keep the text a prefix of a document of the
+     * grammar, and the matcher is advanced with each token (reset it
+     * before).  End-of-sequence and the stop tokens are allowed only once
+     * the document is complete; when it cannot continue, generation stops
+     * (finish STOP).  The token budget (max_tokens, the context) is part of
+     * the constraint, so the document is complete when it runs out. */
+    struct smoe_gmatch *grammar;
+    /* With grammar: free text until one of these tokens is generated, the
+     * constraint from the next token on (Mistral's [TOOL_CALLS]); none:
+     * constrained from the first token. */
+    const int32_t *grammar_triggers;
+    int n_grammar_triggers;
 } smoe_gen_params;
 
 typedef enum { SMOE_FINISH_STOP, SMOE_FINISH_LENGTH, SMOE_FINISH_ABORT } smoe_finish;
@@ -32,6 +47,9 @@ typedef struct smoe_gen_result {
     int32_t n_generated;
     double prompt_ms, gen_ms;
     smoe_finish finish;
+    double grammar_ms;           /* of gen_ms: computing token masks and advancing the grammar */
+    int32_t n_grammar_steps;     /* constrained steps */
+    bool grammar_complete;       /* the constrained document is complete */
 } smoe_gen_result;
 
 typedef struct smoe_session smoe_session;

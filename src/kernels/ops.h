@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels.h"
+
 /* A weight matrix of `rows` output features by `cols` input features,
  * stored row by row in any type of types.h. */
 typedef struct smoe_matrix {
@@ -17,9 +19,34 @@ typedef struct smoe_matrix {
     size_t row_bytes;
 } smoe_matrix;
 
-/* out[t][r] = sum_c W[r][c] * x[t][c] for t < n: a batch of n vectors.
- * Each weight row is read once per call, whatever n is. */
+/* out[t][r] = sum_c W[r][c] * x[t][c] for t < n: a batch of n vectors,
+ * on the exact float path (every type dequantized to float32).  Each
+ * weight row is read once per call, whatever n is. */
 void smoe_matmul(float *out, const smoe_matrix *w, const float *x, int64_t n);
+
+/* What a fast matmul runs with: a kernel table (kernels.h; NULL for the
+ * exact float path) and scratch memory for the quantized activations,
+ * 64-byte aligned (NULL and 0 are allowed).  A batch that does not fit the
+ * scratch is done in slices of as many vectors as fit; when not even one
+ * fits, the matrices that need quantized activations take the float path. */
+typedef struct smoe_mm {
+    const smoe_kernels *k;
+    void *scratch;
+    size_t scratch_bytes;
+} smoe_mm;
+
+/* Scratch that holds max_n vectors of up to max_cols columns for k. */
+size_t smoe_mm_scratch_bytes(const smoe_kernels *k, int64_t max_cols, int64_t max_n);
+
+/* smoe_matmul with mm's kernels: out[t*w->rows + r]. */
+void smoe_matmul_ex(const smoe_mm *mm, float *out, const smoe_matrix *w, const float *x, int64_t n);
+
+/* Up to SMOE_MATMUL_MAX matrices with the same input (same cols): the
+ * activations are quantized once and every thread works on all of them in
+ * one parallel region (q, k, v; gate and up). */
+#define SMOE_MATMUL_MAX 4
+void smoe_matmul_multi(const smoe_mm *mm, int count, float *const out[], const smoe_matrix *const w[],
+                       const float *x, int64_t n);
 
 /* Dequantize row r of w into dst (w->cols floats). */
 void smoe_matrix_row(const smoe_matrix *w, int64_t r, float *dst);

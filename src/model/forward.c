@@ -16,24 +16,39 @@
 #include <string.h>
 
 #include "../common.h"
+#include "../kernels/types.h"
 #include "model.h"
 
 /* ---------------------------------------------------------------------------
- * KV cache: one per sequence, float32, [layer][position][kv_dim].
+ * KV cache: one per sequence, [layer][position][kv_dim], F16 (IEEE half,
+ * rounded to nearest even when stored, widened exactly when read) or F32.
  * ------------------------------------------------------------------------- */
 
 struct smoe_seq {
     int32_t n_ctx, n_layers, kv_dim;
     int32_t len;        /* positions 0..len-1 hold valid keys and values */
     int32_t batch_len;  /* scratch while validating a batch */
-    float *k, *v;
+    smoe_kv_type type;
+    size_t elem;        /* bytes per element: 2 or 4 */
+    uint8_t *k, *v;
 };
 
-smoe_seq *smoe_seq_new(const smoe_model *m, int32_t n_ctx, char *err) {
+static size_t kv_elem(smoe_kv_type t) { return t == SMOE_KV_F32 ? sizeof(float) : sizeof(uint16_t); }
+
+size_t smoe_kv_bytes_per_pos(const smoe_model *m, smoe_kv_type type) {
+    const smoe_hparams *hp = &m->hp;
+    return 2 * (size_t)hp->n_layers * (size_t)hp->n_kv_heads * (size_t)hp->head_dim * kv_elem(type);
+}
+
+smoe_seq *smoe_seq_new_typed(const smoe_model *m, int32_t n_ctx, smoe_kv_type type, char *err) {
     const smoe_hparams *hp = &m->hp;
     if (n_ctx == 0) n_ctx = hp->n_ctx_train;
     if (n_ctx < 1 || n_ctx > (1 << 24)) {
         smoe_errf(err, "context size %d is out of range (1 to 16777216)", n_ctx);
+        return NULL;
+    }
+    if (type != SMOE_KV_F16 && type != SMOE_KV_F32) {
+        smoe_errf(err, "unknown KV cache type %d", (int)type);
         return NULL;
     }
     smoe_seq *s = calloc(1, sizeof *s);
@@ -41,15 +56,21 @@ smoe_seq *smoe_seq_new(const smoe_model *m, int32_t n_ctx, char *err) {
     s->n_ctx = n_ctx;
     s->n_layers = hp->n_layers;
     s->kv_dim = hp->n_kv_heads * hp->head_dim;
+    s->type = type;
+    s->elem = kv_elem(type);
     size_t n = (size_t)hp->n_layers * (size_t)n_ctx * (size_t)s->kv_dim;
-    s->k = malloc(n * sizeof(float));
-    s->v = malloc(n * sizeof(float));
+    s->k = malloc(n * s->elem);
+    s->v = malloc(n * s->elem);
     if (!s->k || !s->v) {
-        smoe_errf(err, "out of memory for a KV cache of %d positions (%zu MiB)", n_ctx, 2 * n * sizeof(float) >> 20);
+        smoe_errf(err, "out of memory for a KV cache of %d positions (%zu MiB)", n_ctx, 2 * n * s->elem >> 20);
         smoe_seq_free(s);
         return NULL;
     }
     return s;
+}
+
+smoe_seq *smoe_seq_new(const smoe_model *m, int32_t n_ctx, char *err) {
+    return smoe_seq_new_typed(m, n_ctx, SMOE_KV_F16, err);
 }
 
 void smoe_seq_free(smoe_seq *s) {
@@ -61,8 +82,22 @@ void smoe_seq_free(smoe_seq *s) {
 
 int32_t smoe_seq_n_ctx(const smoe_seq *s) { return s->n_ctx; }
 
-static float *kv_at(const smoe_seq *s, float *base, int32_t layer, int32_t pos) {
-    return base + ((size_t)layer * (size_t)s->n_ctx + (size_t)pos) * (size_t)s->kv_dim;
+static uint8_t *kv_at(const smoe_seq *s, uint8_t *base, int32_t layer, int32_t pos) {
+    return base + ((size_t)layer * (size_t)s->n_ctx + (size_t)pos) * (size_t)s->kv_dim * s->elem;
+}
+
+/* Store n floats at dst in the cache's type. */
+static void kv_store(const smoe_seq *s, uint8_t *dst, const float *src, int32_t n) {
+    if (s->type == SMOE_KV_F32) memcpy(dst, src, (size_t)n * sizeof(float));
+    else smoe_type_get(SMOE_TYPE_F16)->from_float(src, dst, n);
+}
+
+/* n floats of the cache at src: the cache itself when it is F32, else
+ * widened into buf. */
+static const float *kv_load(const smoe_seq *s, const uint8_t *src, float *buf, int32_t n) {
+    if (s->type == SMOE_KV_F32) return (const float *)(const void *)src;
+    smoe_type_get(SMOE_TYPE_F16)->to_float(src, buf, n);
+    return buf;
 }
 
 /* ---------------------------------------------------------------------------
@@ -81,7 +116,12 @@ struct smoe_ctx {
     float *rows_w;
     smoe_route_fn route_fn;
     void *route_user;
+    smoe_mm mm;                                 /* matmul kernels and their scratch */
 };
+
+/* Quantized activations are made for at most this many entries at a time
+ * (bigger batches go through the matmul in slices). */
+#define MM_SLICE 256
 
 smoe_ctx *smoe_ctx_new(const smoe_model *m, int32_t max_batch, char *err) {
     const smoe_hparams *hp = &m->hp;
@@ -118,6 +158,22 @@ smoe_ctx *smoe_ctx_new(const smoe_model *m, int32_t max_batch, char *err) {
         smoe_ctx_free(c);
         return NULL;
     }
+    c->mm.k = smoe_kernels_select(err);
+    if (!c->mm.k) {
+        smoe_ctx_free(c);
+        return NULL;
+    }
+    size_t sb = smoe_mm_scratch_bytes(c->mm.k, hp->dim > hp->ffn_dim ? hp->dim : hp->ffn_dim,
+                                      max_batch < MM_SLICE ? max_batch : MM_SLICE);
+    if (sb) {
+        c->mm.scratch = aligned_alloc(64, (sb + 63) & ~(size_t)63);
+        if (!c->mm.scratch) {
+            smoe_errf(err, "out of memory for %zu MiB of matmul scratch", sb >> 20);
+            smoe_ctx_free(c);
+            return NULL;
+        }
+        c->mm.scratch_bytes = sb;
+    }
     return c;
 }
 
@@ -128,6 +184,7 @@ void smoe_ctx_free(smoe_ctx *c) {
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
     free(c->sel);
     free(c->rows);
+    free(c->mm.scratch);
     free(c);
 }
 
@@ -156,8 +213,9 @@ static int thread_id(void) {
 #endif
 }
 
-/* scores: max_threads() x (longest sequence in the batch) floats */
-static void attention(smoe_ctx *c, int32_t layer, const smoe_batch_entry *e, int32_t n, float *scores_all,
+/* scratch: max_threads() x (longest sequence in the batch + head_dim)
+ * floats: one thread's attention scores, then a row of widened F16 */
+static void attention(smoe_ctx *c, int32_t layer, const smoe_batch_entry *e, int32_t n, float *scratch,
                       int32_t max_len) {
     const smoe_hparams *hp = &c->m->hp;
     const int32_t hd = hp->head_dim, dim = hp->dim, kv_dim = hp->n_kv_heads * hd;
@@ -170,8 +228,8 @@ static void attention(smoe_ctx *c, int32_t layer, const smoe_batch_entry *e, int
         for (int32_t h = 0; h < hp->n_heads; h++) smoe_rope(c->q + (size_t)t * dim + h * hd, hp->n_rot, e[t].pos, hp->rope_theta);
         for (int32_t h = 0; h < hp->n_kv_heads; h++)
             smoe_rope(c->k + (size_t)t * kv_dim + h * hd, hp->n_rot, e[t].pos, hp->rope_theta);
-        memcpy(kv_at(e[t].seq, e[t].seq->k, layer, e[t].pos), c->k + (size_t)t * kv_dim, (size_t)kv_dim * sizeof(float));
-        memcpy(kv_at(e[t].seq, e[t].seq->v, layer, e[t].pos), c->v + (size_t)t * kv_dim, (size_t)kv_dim * sizeof(float));
+        kv_store(e[t].seq, kv_at(e[t].seq, e[t].seq->k, layer, e[t].pos), c->k + (size_t)t * kv_dim, kv_dim);
+        kv_store(e[t].seq, kv_at(e[t].seq, e[t].seq->v, layer, e[t].pos), c->v + (size_t)t * kv_dim, kv_dim);
     }
 
     #pragma omp parallel for schedule(dynamic, 1)
@@ -179,11 +237,12 @@ static void attention(smoe_ctx *c, int32_t layer, const smoe_batch_entry *e, int
         const int32_t t = (int32_t)(th / hp->n_heads), h = (int32_t)(th % hp->n_heads);
         const smoe_seq *s = e[t].seq;
         const int32_t len = e[t].pos + 1, kvh = h / group;
+        const size_t head_off = (size_t)kvh * hd * s->elem;
         const float *q = c->q + (size_t)t * dim + h * hd;
         float *out = c->att + (size_t)t * dim + h * hd;
-        float *scores = scores_all + (size_t)thread_id() * (size_t)max_len;
+        float *scores = scratch + (size_t)thread_id() * ((size_t)max_len + (size_t)hd), *row = scores + max_len;
         for (int32_t p = 0; p < len; p++) {
-            const float *k = kv_at(s, s->k, layer, p) + kvh * hd;
+            const float *k = kv_load(s, kv_at(s, s->k, layer, p) + head_off, row, hd);
             float dot = 0;
             for (int32_t i = 0; i < hd; i++) dot += q[i] * k[i];
             scores[p] = dot * scale;
@@ -191,7 +250,7 @@ static void attention(smoe_ctx *c, int32_t layer, const smoe_batch_entry *e, int
         smoe_softmax(scores, len);
         memset(out, 0, (size_t)hd * sizeof(float));
         for (int32_t p = 0; p < len; p++) {
-            const float *v = kv_at(s, s->v, layer, p) + kvh * hd;
+            const float *v = kv_load(s, kv_at(s, s->v, layer, p) + head_off, row, hd);
             for (int32_t i = 0; i < hd; i++) out[i] += scores[p] * v[i];
         }
     }
@@ -223,10 +282,11 @@ static void expert_ffn(smoe_ctx *c, const smoe_layer *l, int32_t e, int32_t cnt)
     const int32_t dim = hp->dim, ffn = hp->ffn_dim;
     for (int32_t r = 0; r < cnt; r++)
         memcpy(c->xe + (size_t)r * dim, c->xb + (size_t)c->rows[r] * dim, (size_t)dim * sizeof(float));
-    smoe_matmul(c->h1, &l->gate[e], c->xe, cnt);
-    smoe_matmul(c->h3, &l->up[e], c->xe, cnt);
+    float *const h[2] = {c->h1, c->h3};
+    const smoe_matrix *const gu[2] = {&l->gate[e], &l->up[e]};
+    smoe_matmul_multi(&c->mm, 2, h, gu, c->xe, cnt);
     smoe_swiglu(c->h1, c->h3, (int64_t)cnt * ffn);
-    smoe_matmul(c->ye, &l->down[e], c->h1, cnt);
+    smoe_matmul_ex(&c->mm, c->ye, &l->down[e], c->h1, cnt);
     for (int32_t r = 0; r < cnt; r++) {
         float *dst = c->ffn_out + (size_t)c->rows[r] * dim;
         const float *src = c->ye + (size_t)r * dim;
@@ -244,7 +304,7 @@ static void feed_forward(smoe_ctx *c, int32_t layer, int32_t n) {
         return;
     }
     const int32_t k = hp->n_experts_used;
-    smoe_matmul(c->router, &l->router, c->xb, n);
+    smoe_matmul_ex(&c->mm, c->router, &l->router, c->xb, n);
     for (int32_t t = 0; t < n; t++) {
         route(c->router + (size_t)t * hp->n_experts, hp->n_experts, k, c->sel + (size_t)t * k, c->sel_w + (size_t)t * k);
         if (c->route_fn) c->route_fn(c->route_user, layer, t, c->sel + (size_t)t * k, c->sel_w + (size_t)t * k, k);
@@ -296,7 +356,7 @@ int smoe_forward(smoe_ctx *c, const smoe_batch_entry *e, int32_t n, float *logit
     if (check_batch(c, e, n, err)) return -1;
     int32_t max_len = 1;
     for (int32_t t = 0; t < n; t++) if (e[t].pos + 1 > max_len) max_len = e[t].pos + 1;
-    float *scores = malloc((size_t)max_threads() * (size_t)max_len * sizeof(float));
+    float *scores = malloc((size_t)max_threads() * ((size_t)max_len + (size_t)hp->head_dim) * sizeof(float));
     if (!scores) return smoe_errf(err, "out of memory for attention scores over %d positions", max_len);
 
     for (int32_t t = 0; t < n; t++) smoe_matrix_row(&m->tok_embd, e[t].token, c->x + (size_t)t * dim);
@@ -305,11 +365,11 @@ int smoe_forward(smoe_ctx *c, const smoe_batch_entry *e, int32_t n, float *logit
         const smoe_layer *l = &m->layers[L];
         for (int32_t t = 0; t < n; t++)
             smoe_rmsnorm(c->xb + (size_t)t * dim, c->x + (size_t)t * dim, l->attn_norm, dim, hp->rms_eps);
-        smoe_matmul(c->q, &l->wq, c->xb, n);
-        smoe_matmul(c->k, &l->wk, c->xb, n);
-        smoe_matmul(c->v, &l->wv, c->xb, n);
+        float *const qkv[3] = {c->q, c->k, c->v};
+        const smoe_matrix *const wqkv[3] = {&l->wq, &l->wk, &l->wv};
+        smoe_matmul_multi(&c->mm, 3, qkv, wqkv, c->xb, n);
         attention(c, L, e, n, scores, max_len);
-        smoe_matmul(c->xb, &l->wo, c->att, n);
+        smoe_matmul_ex(&c->mm, c->xb, &l->wo, c->att, n);
         for (int64_t i = 0; i < (int64_t)n * dim; i++) c->x[i] += c->xb[i];
 
         for (int32_t t = 0; t < n; t++)
@@ -326,6 +386,6 @@ int smoe_forward(smoe_ctx *c, const smoe_batch_entry *e, int32_t n, float *logit
     for (int32_t t = 0; t < n; t++)
         if (e[t].want_logits)
             smoe_rmsnorm(c->xb + (size_t)cnt++ * dim, c->x + (size_t)t * dim, m->output_norm, dim, hp->rms_eps);
-    if (cnt) smoe_matmul(logits, &m->output, c->xb, cnt);
+    if (cnt) smoe_matmul_ex(&c->mm, logits, &m->output, c->xb, cnt);
     return 0;
 }

@@ -52,8 +52,10 @@ static int read_hparams(const gguf_file *f, smoe_hparams *hp, char *err) {
     if (r < 0) return -1;
     if (r == 0) return smoe_errf(err, "missing metadata key 'general.architecture'");
     if (!gguf_str_eq(arch, "llama")) {
-        char a[64];
-        snprintf(a, sizeof a, "%.*s", (int)(arch.len > 40 ? 40 : arch.len), arch.p);
+        char a[64]; /* the name as one printable ASCII line: the bytes are the file's */
+        size_t n = 0;
+        for (; n < arch.len && n < 40; n++) a[n] = arch.p[n] >= 0x20 && arch.p[n] < 0x7F ? arch.p[n] : '?';
+        a[n] = 0;
         return smoe_errf(err, "key 'general.architecture' is '%s', expected 'llama' (Mixtral and Mistral files)", a);
     }
     if (req_int(f, "llama.block_count", 1, 1024, &hp->n_layers, err) ||

@@ -450,8 +450,15 @@ static int emit_unknown(bpe_run *r, const uint8_t *s, int32_t len, smoe_tokens *
         return 0;
     }
     if (v->unk_id < 0) {
-        char shown[16];
-        snprintf(shown, sizeof shown, "%.*s", len > 8 ? 8 : (int)len, (const char *)s);
+        /* the symbol may be a newline or any other character: show
+         * printable ASCII as is and every other byte as \xNN, so that the
+         * message stays one line of ASCII */
+        char shown[8 * 4 + 1] = "";
+        size_t o = 0;
+        for (int32_t i = 0; i < len && i < 8; i++) {
+            bool plain = s[i] >= 0x20 && s[i] < 0x7F && s[i] != '\\';
+            o += (size_t)snprintf(shown + o, sizeof shown - o, plain ? "%c" : "\\x%02X", s[i]);
+        }
         return smoe_errf(err, "tokenizer: '%s' is not in the vocabulary, which has neither byte "
                          "fallback nor an <unk> token", shown);
     }

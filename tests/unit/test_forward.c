@@ -150,6 +150,44 @@ static void test_bad_batches_are_rejected(void **state) {
     smoe_seq_free(s);
 }
 
+/* F16 (the default) and F32 KV caches: sizes, and logits that differ only
+ * by the half-precision rounding of the stored keys and values. */
+static void test_kv_cache_types(void **state) {
+    fixture *fx = *state;
+    char err[SMOE_ERR_SIZE];
+    const smoe_hparams *hp = smoe_model_hparams(fx->m);
+    const size_t elems = 2 * (size_t)hp->n_layers * (size_t)hp->n_kv_heads * (size_t)hp->head_dim;
+    assert_int_equal(smoe_kv_bytes_per_pos(fx->m, SMOE_KV_F16), elems * 2);
+    assert_int_equal(smoe_kv_bytes_per_pos(fx->m, SMOE_KV_F32), elems * 4);
+    assert_null(smoe_seq_new_typed(fx->m, 8, (smoe_kv_type)7, err));
+    assert_non_null(strstr(err, "KV cache type"));
+
+    const int32_t toks[8] = {1, 72, 101, 108, 108, 111, 33, 200};
+    float *out[2];
+    const smoe_kv_type types[2] = {SMOE_KV_F16, SMOE_KV_F32};
+    for (int k = 0; k < 2; k++) {
+        smoe_seq *s = smoe_seq_new_typed(fx->m, 16, types[k], err);
+        smoe_ctx *c = smoe_ctx_new(fx->m, 4, err);
+        assert_non_null(s);
+        assert_non_null(c);
+        out[k] = malloc(8 * (size_t)fx->V * sizeof(float));
+        /* two batches, so the second reads keys stored by the first */
+        smoe_batch_entry e[8];
+        for (int32_t i = 0; i < 8; i++) e[i] = (smoe_batch_entry){s, i, toks[i], true};
+        assert_int_equal(smoe_forward(c, e, 4, out[k], err), 0);
+        assert_int_equal(smoe_forward(c, e + 4, 4, out[k] + 4 * (size_t)fx->V, err), 0);
+        smoe_ctx_free(c);
+        smoe_seq_free(s);
+    }
+    float mx = 0;
+    for (size_t i = 0; i < 8 * (size_t)fx->V; i++) mx = fmaxf(mx, fabsf(out[1][i]));
+    float d = max_diff(out[0], out[1], 8 * (size_t)fx->V);
+    assert_true(d > 0);            /* the F16 cache did round */
+    assert_true(d < 2e-3f * mx);   /* by about 3e-4 of the largest logit */
+    free(out[0]);
+    free(out[1]);
+}
+
 static void test_load_errors(void **state) {
     (void)state;
     char err[SMOE_ERR_SIZE];
@@ -164,6 +202,7 @@ int main(void) {
         cmocka_unit_test(test_mixed_sequences_in_one_batch),
         cmocka_unit_test(test_rewind_and_selective_logits),
         cmocka_unit_test(test_bad_batches_are_rejected),
+        cmocka_unit_test(test_kv_cache_types),
         cmocka_unit_test(test_load_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
