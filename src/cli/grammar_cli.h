@@ -1,0 +1,28 @@
+/* grammar_cli.h - the constrained-decoding flags of `smoe run` and
+ * `smoe grammar-check` (--grammar, --json-schema, --json, --schema-strict). */
+#ifndef SMOE_CLI_GRAMMAR_CLI_H
+#define SMOE_CLI_GRAMMAR_CLI_H
+
+#include <stdbool.h>
+
+#include "../grammar/grammar.h"
+#include "../grammar/json_schema.h"
+
+typedef struct cli_grammar {
+    const char *grammar_file;   /* --grammar FILE */
+    const char *schema_file;    /* --json-schema FILE */
+    bool json_any;              /* --json */
+    smoe_json_schema_opts opts; /* --schema-strict, --compact-json */
+} cli_grammar;
+
+extern const char cli_grammar_help[];
+
+/* 1: argv[*i] (and its value) consumed; 0: not ours; -1: error printed. */
+int cli_grammar_flag(cli_grammar *c, int argc, char **argv, int *i);
+bool cli_grammar_wanted(const cli_grammar *c);
+/* Compile what the flags ask for; prints the error and returns NULL. */
+smoe_grammar *cli_grammar_build(const cli_grammar *c);
+/* A whole file, NUL-terminated (*len without it); NULL with errno. */
+char *cli_read_file(const char *path, size_t *len);
+
+#endif
