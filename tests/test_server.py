@@ -153,13 +153,24 @@ class ServerTest(unittest.TestCase):
 
     def test_body_too_large(self):
         s = self.srv
-        # announced: answered before the body is sent
-        sock = s.raw(http_request_bytes("POST", "/v1/chat/completions", b"", {"Content-Length": "5000000"}, s.port))
+        # announced, the client waiting for "100 Continue": answered before the body is sent
+        sock = s.raw(http_request_bytes("POST", "/v1/chat/completions", b"",
+                                        {"Content-Length": "5000000", "Expect": "100-continue"}, s.port))
         reply = read_until(sock, b"}}")
         sock.close()
         self.assertTrue(reply.startswith(b"HTTP/1.1 413"), reply[:200])
         body = json.loads(reply.split(b"\r\n\r\n", 1)[1])
         self.assertEqual(body["error"]["code"], "request_too_large")
+        # announced and sent at once: read and discarded, then answered, so
+        # the client (still sending) gets the answer rather than a reset
+        sock = s.raw(None)
+        sender = threading.Thread(target=lambda: sock.sendall(http_request_bytes(
+            "POST", "/v1/chat/completions", b"x" * 3000000, {}, s.port)))
+        sender.start()
+        reply = read_until(sock, b"}}")
+        sender.join()
+        sock.close()
+        self.assertTrue(reply.startswith(b"HTTP/1.1 413"), reply[:200])
         # chunked: discarded as it comes, answered at its end
         sock = s.raw(f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
                      f"Content-Type: application/json\r\n\r\n".encode())
@@ -674,6 +685,10 @@ class FlagsTest(unittest.TestCase):
                     status, r = srv.json("GET", "/api/tags", None, headers)
                     self.assertEqual(status, 401)
                     self.assertIsInstance(r["error"], str)
+            # a big body with a bad key: the 401 comes after the body, not as a reset mid-upload
+            status, r = srv.json("POST", "/v1/chat/completions", b"x" * 3000000, {"Authorization": "Bearer no"})
+            self.assertEqual(status, 401)
+            self.assertEqual(r["error"]["code"], "invalid_api_key")
             self.assertEqual(srv.json("POST", "/v1/chat/completions", chat("x", max_tokens=1), good)[0], 200)
             self.assertEqual(srv.json("GET", "/v1/models", None, good)[0], 200)
             self.assertEqual(srv.request("GET", "/metrics")[0], 401)

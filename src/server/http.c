@@ -2,12 +2,16 @@
  * authentication, CORS, and the responses (see server.h for the threads).
  *
  * Limits (flags in serve.c):
- *   - request body: a Content-Length above --max-body is answered 413 before
- *     the body is read; a chunked body that grows past it is discarded and
- *     answered 413 when it ends, or the connection is closed when it takes
- *     longer than --read-timeout;
- *   - a body must arrive within --read-timeout seconds of the headers, and a
- *     connection silent for --timeout seconds is closed (MHD's timeout);
+ *   - request body: one above --max-body (announced by Content-Length, or a
+ *     chunked body that grows past it) is answered 413 without being kept;
+ *   - an answer decided from the headers alone (413, 401, 404, 503...) waits
+ *     until the body has been read and discarded, unless the client waits
+ *     for "100 Continue" or the body is over SRV_DISCARD_MAX: a server that
+ *     answers and closes while the client is still sending makes the
+ *     client's TCP stack receive a reset, and clients then report a
+ *     connection error instead of the answer (a "lingering close");
+ *   - the body must arrive within --read-timeout seconds of the headers;
+ *     a connection silent for --timeout seconds is closed (MHD's timeout);
  *   - JSON nesting deeper than --max-depth is refused with 400 before the
  *     parser sees it (jansson has no depth limit of its own); the parser
  *     rejects invalid UTF-8 and \u0000 with 400;
@@ -24,6 +28,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <microhttpd.h>
 #include <netdb.h>
@@ -268,11 +273,17 @@ static family url_family(const char *url) { return strncmp(url, "/api/", 5) == 0
  * Responses
  * ------------------------------------------------------------------------- */
 
+/* Most body bytes read and thrown away before an early answer (above: the
+ * answer goes out at once and the connection is closed). */
+#define SRV_DISCARD_MAX ((size_t)64 << 20)
+
 typedef struct conn_ctx {
     const route *rt;
     char endpoint[40];
     sbuf body;
-    bool too_large;
+    srv_reply early;              /* answer to send once the body is discarded */
+    bool has_early;
+    size_t discarded;
     double t_start;
 } conn_ctx;
 
@@ -313,6 +324,35 @@ static enum MHD_Result send_reply(srv *s, struct MHD_Connection *conn, const cha
 static void family_error(srv_reply *rep, family fam, int status, const char *type, const char *code, const char *msg) {
     if (fam == FAM_OLLAMA) olm_error(rep, status, "%s", msg);
     else oai_error(rep, status, type, NULL, code, "%s", msg);
+}
+
+/* An answer decided before the body is read (see the header comment): sent
+ * now when no body follows, the client waits for "100 Continue" or the body
+ * is too big to discard; otherwise kept until the body has been discarded. */
+static enum MHD_Result answer_early(srv *s, struct MHD_Connection *conn, conn_ctx *cx, srv_reply *rep) {
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    const char *te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding");
+    const char *expect = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Expect");
+    unsigned long long len = 0;
+    if (cl) {
+        char *end;
+        errno = 0;
+        len = strtoull(cl, &end, 10);
+        if (errno || end == cl) len = ULLONG_MAX;
+    }
+    bool body = len > 0 || (te && strcasestr(te, "chunked"));
+    bool waits = expect && strcasecmp(expect, "100-continue") == 0;
+    if (!body || waits || len > SRV_DISCARD_MAX) return send_reply(s, conn, cx->endpoint, rep);
+    cx->early = *rep;
+    cx->has_early = true;
+    sbuf_free(&cx->body);
+    return MHD_YES;
+}
+
+static void too_large_error(srv *s, conn_ctx *cx, srv_reply *rep) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "the request body is larger than %zu bytes", s->o.max_body);
+    family_error(rep, cx->rt->fam, 413, "invalid_request_error", "request_too_large", msg);
 }
 
 /* ---------------------------------------------------------------------------
@@ -532,24 +572,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 snprintf(msg, sizeof msg, "unknown route %s %.200s", method, url);
                 family_error(&rep, url_family(url), 404, "invalid_request_error", "unknown_url", msg);
             }
-            return send_reply(s, conn, cx->endpoint, &rep);
+            return answer_early(s, conn, cx, &rep);
         }
         if (!cx->rt->public && !authorized(s, conn)) {
             family_error(&rep, cx->rt->fam, 401, "invalid_request_error", "invalid_api_key",
                          "invalid or missing API key (send Authorization: Bearer KEY)");
-            return send_reply(s, conn, cx->endpoint, &rep);
+            return answer_early(s, conn, cx, &rep);
         }
         pthread_mutex_lock(&s->mu);
         bool draining = s->draining, ready = s->ready;
         pthread_mutex_unlock(&s->mu);
         if (draining && cx->rt->id != R_HEALTH) {
             family_error(&rep, cx->rt->fam, 503, "server_error", "shutting_down", "the server is shutting down");
-            return send_reply(s, conn, cx->endpoint, &rep);
+            return answer_early(s, conn, cx, &rep);
         }
         if (!ready && cx->rt->needs_model) {
             family_error(&rep, cx->rt->fam, 503, "server_error", "loading", "the model is still loading");
             rep.retry_after = 1;
-            return send_reply(s, conn, cx->endpoint, &rep);
+            return answer_early(s, conn, cx, &rep);
         }
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         if (cl) {
@@ -557,32 +597,35 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             errno = 0;
             unsigned long long v = strtoull(cl, &end, 10);
             if (errno || v > s->o.max_body) {
-                char msg[128];
-                snprintf(msg, sizeof msg, "the request body is larger than %zu bytes", s->o.max_body);
-                family_error(&rep, cx->rt->fam, 413, "invalid_request_error", "request_too_large", msg);
-                return send_reply(s, conn, cx->endpoint, &rep);
+                too_large_error(s, cx, &rep);
+                return answer_early(s, conn, cx, &rep);
             }
         }
         return MHD_YES;
     }
     if (*upload_size) {
         if (s->o.read_timeout_s && srv_now_ms() - cx->t_start > s->o.read_timeout_s * 1e3) return MHD_NO;
-        if (!cx->too_large && cx->body.len + *upload_size > s->o.max_body) {
-            cx->too_large = true;
+        if (!cx->has_early && cx->body.len + *upload_size > s->o.max_body) {
+            too_large_error(s, cx, &cx->early);   /* a chunked body grew too big */
+            cx->has_early = true;
+            cx->discarded = cx->body.len;
             sbuf_free(&cx->body);
         }
-        if (!cx->too_large && sbuf_add(&cx->body, upload, *upload_size)) return MHD_NO;
+        if (cx->has_early) {
+            cx->discarded += *upload_size;
+            if (cx->discarded > SRV_DISCARD_MAX) return MHD_NO;
+        } else if (sbuf_add(&cx->body, upload, *upload_size)) {
+            return MHD_NO;
+        }
         *upload_size = 0;
         return MHD_YES;
     }
 
     /* the whole request is in */
     const route *rt = cx->rt;
-    if (cx->too_large) {
-        char msg[128];
-        snprintf(msg, sizeof msg, "the request body is larger than %zu bytes", s->o.max_body);
-        family_error(&rep, rt->fam, 413, "invalid_request_error", "request_too_large", msg);
-        return send_reply(s, conn, cx->endpoint, &rep);
+    if (cx->has_early) {
+        cx->has_early = false;
+        return send_reply(s, conn, cx->endpoint, &cx->early);
     }
     json_t *body = NULL;
     if (strcmp(rt->method, "POST") == 0) {
@@ -619,6 +662,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)toe;
     conn_ctx *cx = *con_cls;
     if (!cx) return;
+    if (cx->has_early) free(cx->early.body);   /* the connection closed before the body ended */
     sbuf_free(&cx->body);
     free(cx);
     *con_cls = NULL;
