@@ -556,11 +556,16 @@ class ServerTest(unittest.TestCase):
                 got += sock.recv(4096)
                 self.assertIn(b"200 OK", got)
                 self.assertEqual(s.metric("smoe_active_sequences"), 1)
+                s.wait_metric("smoe_kv_cache_busy_tokens", lambda v: v > 0)
                 sock.close()
                 s.wait_metric("smoe_active_sequences", lambda v: v == 0)
                 m1 = s.metrics()
                 self.assertEqual(m1["smoe_sequences_cancelled_total"], m0["smoe_sequences_cancelled_total"] + 1)
                 self.assertLess(m1["smoe_generated_tokens_total"] - m0["smoe_generated_tokens_total"], 3900)
+                # cancelled before the next step once the server saw the client go,
+                # and its KV positions are no longer held
+                self.assertLessEqual(m1["smoe_cancel_lag_steps_max"], 1)
+                self.assertEqual(m1["smoe_kv_cache_busy_tokens"], 0)
         # a non-streaming request whose client leaves
         m0 = s.metrics()
         body = json.dumps({"prompt": "x", "max_tokens": 3900, "logit_bias": NO_EOS}).encode()

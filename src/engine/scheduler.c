@@ -127,6 +127,13 @@ int64_t smoe_sched_kv_used(const smoe_sched *s) {
     return n;
 }
 
+int64_t smoe_sched_kv_busy(const smoe_sched *s) {
+    int64_t n = 0;
+    for (int32_t i = 0; i < s->n_slots; i++)
+        if (s->slots[i].job) n += s->slots[i].toks.n;
+    return n;
+}
+
 int smoe_sched_check_params(const smoe_sched *s, const smoe_job_params *p, char *err) {
     if (smoe_sampler_check(&p->sampling, s->n_vocab, err)) return -1;
     if (p->max_tokens < -1) return smoe_errf(err, "max_tokens %d is negative", p->max_tokens);

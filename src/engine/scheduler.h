@@ -119,6 +119,9 @@ int32_t smoe_sched_free_slots(const smoe_sched *s);
 int32_t smoe_sched_active(const smoe_sched *s);
 /* KV positions in use: the cached tokens of every slot (busy or free). */
 int64_t smoe_sched_kv_used(const smoe_sched *s);
+/* KV positions held by running jobs (a slot without a job is reusable at
+ * once: its tokens only serve prefix reuse). */
+int64_t smoe_sched_kv_busy(const smoe_sched *s);
 
 /* Check params against the model (sampler ranges, logprobs, stop strings);
  * the message names the parameter. */

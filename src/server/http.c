@@ -391,8 +391,13 @@ static void timeout_on(srv_request *r) {
 }
 
 static void client_gone(srv_request *r) {
-    if (atomic_exchange(&r->cancelled, true)) return;
+    if (atomic_load(&r->cancelled)) return;
     srv *s = r->srv;
+    /* noted first, for the cancel-lag metric (steps run after this) */
+    pthread_mutex_lock(&s->metrics.mu);
+    atomic_store(&r->cancel_step, s->metrics.steps);
+    pthread_mutex_unlock(&s->metrics.mu);
+    if (atomic_exchange(&r->cancelled, true)) return;
     pthread_mutex_lock(&s->mu);
     pthread_cond_signal(&s->engine_cv);
     pthread_mutex_unlock(&s->mu);

@@ -5,6 +5,9 @@
  *   smoe_prompt_tokens_cached_total             prompt tokens reused from a KV cache
  *   smoe_generated_tokens_total                 tokens generated
  *   smoe_sequences_cancelled_total              sequences cancelled (client gone, shutdown)
+ *   smoe_cancel_lag_steps_max                   most engine steps a sequence ran after its
+ *                                               client was seen gone (at most 1: the step
+ *                                               in progress)
  *   smoe_engine_steps_total, smoe_engine_batch_entries_total   forward passes and their entries
  *   smoe_generation_tokens_per_second           generated tokens/s over the last 10 s of steps
  *   smoe_queue_length                           requests waiting for a slot
@@ -12,6 +15,7 @@
  *   smoe_kv_cache_used_tokens, smoe_kv_cache_capacity_tokens, smoe_kv_cache_usage_ratio
  *                                               positions held in the slots' caches
  *                                               (a free slot keeps its tokens for reuse)
+ *   smoe_kv_cache_busy_tokens                   of which held by running sequences
  *   smoe_time_to_first_token_seconds            histogram, from receipt of the request
  *                                               (queue time included) to the first token
  *   smoe_inter_token_latency_seconds            histogram, between tokens of one sequence
@@ -93,6 +97,8 @@ char *srv_metrics_render(srv_metrics *m, bool ready) {
     counter(&b, "smoe_prompt_tokens_cached_total", "prompt tokens reused from a KV cache", m->prompt_cached);
     counter(&b, "smoe_generated_tokens_total", "tokens generated", m->generated);
     counter(&b, "smoe_sequences_cancelled_total", "sequences cancelled (client gone or shutdown)", m->cancelled);
+    gauge(&b, "smoe_cancel_lag_steps_max", "most engine steps a sequence ran after its client was seen gone",
+          (double)m->cancel_lag_max);
     counter(&b, "smoe_engine_steps_total", "batched forward passes", m->steps);
     counter(&b, "smoe_engine_batch_entries_total", "tokens run in those passes", m->step_entries);
     /* tokens/s over the steps of the last 10 seconds */
@@ -110,6 +116,7 @@ char *srv_metrics_render(srv_metrics *m, bool ready) {
     gauge(&b, "smoe_active_sequences", "sequences being generated", m->active);
     gauge(&b, "smoe_slots", "sequences that can run at once (--parallel)", m->slots);
     gauge(&b, "smoe_kv_cache_used_tokens", "positions held in the KV caches", (double)m->kv_used);
+    gauge(&b, "smoe_kv_cache_busy_tokens", "positions held by running sequences", (double)m->kv_busy);
     gauge(&b, "smoe_kv_cache_capacity_tokens", "positions the KV caches can hold", (double)m->kv_capacity);
     gauge(&b, "smoe_kv_cache_usage_ratio", "used / capacity",
           m->kv_capacity ? (double)m->kv_used / (double)m->kv_capacity : 0);

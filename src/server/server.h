@@ -132,7 +132,8 @@ typedef struct srv_metrics {
     uint64_t rate_n[64];
     int rate_pos;
     int32_t active, queued, slots;
-    int64_t kv_used, kv_capacity;
+    int64_t kv_used, kv_busy, kv_capacity;
+    uint64_t cancel_lag_max;                  /* steps run after a client left, at most */
     srv_hist ttft, itl;
 } srv_metrics;
 
@@ -192,6 +193,7 @@ struct srv_request {
     bool finished;                /* all output is in out */
     int status;                   /* non-streaming: the HTTP status of out (0 = 200) */
     atomic_bool cancelled;        /* the client is gone */
+    _Atomic uint64_t cancel_step; /* the engine's step count when it went */
     atomic_int refs;
 
     /* connection (reader side only) */

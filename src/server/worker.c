@@ -226,6 +226,7 @@ static void publish(srv *s) {
     s->metrics.active = smoe_sched_active(s->sched);
     s->metrics.queued = s->n_waiting; /* read under s->mu by the caller */
     s->metrics.kv_used = smoe_sched_kv_used(s->sched);
+    s->metrics.kv_busy = smoe_sched_kv_busy(s->sched);
     pthread_mutex_unlock(&s->metrics.mu);
 }
 
@@ -276,11 +277,24 @@ static void *engine_main(void *arg) {
         publish(s);
         pthread_mutex_unlock(&s->mu);
 
-        /* cancellations (client gone, or shutdown): within this step */
-        for (srv_request *r = active; r; r = r->qnext)
-            if (atomic_load(&r->cancelled) || force)
-                for (int i = 0; i < r->n; i++)
-                    if (r->choices[i].job) smoe_sched_cancel(s->sched, r->choices[i].job);
+        /* cancellations (client gone, or shutdown): before the next step,
+         * so a client that leaves costs at most the step in progress */
+        for (srv_request *r = active; r; r = r->qnext) {
+            bool gone = atomic_load(&r->cancelled);
+            if (!gone && !force) continue;
+            bool had_job = false;
+            for (int i = 0; i < r->n; i++)
+                if (r->choices[i].job) {
+                    had_job = true;
+                    smoe_sched_cancel(s->sched, r->choices[i].job);
+                }
+            if (gone && had_job) {
+                pthread_mutex_lock(&s->metrics.mu);
+                uint64_t lag = s->metrics.steps - atomic_load(&r->cancel_step);
+                if (lag > s->metrics.cancel_lag_max) s->metrics.cancel_lag_max = lag;
+                pthread_mutex_unlock(&s->metrics.mu);
+            }
+        }
 
         int ran = 0;
         if (smoe_sched_active(s->sched) > 0) {

@@ -162,6 +162,8 @@ test('abort (AbortController) cancels the sequence', async () => {
   const m1 = await srv.metrics();
   assert.equal(m1.smoe_sequences_cancelled_total, m0.smoe_sequences_cancelled_total + 1);
   assert.ok(m1.smoe_generated_tokens_total - m0.smoe_generated_tokens_total < 3900);
+  assert.ok(m1.smoe_cancel_lag_steps_max <= 1, `ran ${m1.smoe_cancel_lag_steps_max} steps after the client left`);
+  assert.equal(m1.smoe_kv_cache_busy_tokens, 0);
   // the server goes on serving
   const r = await client.chat.completions.create({ model, messages: msgs('still there?'), max_tokens: 2 });
   assert.equal(r.choices.length, 1);
