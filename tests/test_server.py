@@ -273,6 +273,48 @@ class ServerTest(unittest.TestCase):
         self.assertEqual(u["total_tokens"], u["prompt_tokens"] + 6)
         self.assertIn("cached_tokens", u["prompt_tokens_details"])
 
+    def test_roles_content_parts_and_max_completion_tokens(self):
+        s = self.srv
+        plain = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello there"},
+                 {"role": "assistant", "content": "Hi."}, {"role": "user", "content": "Again"}]
+        # parts: the non-empty ones joined with a blank line (as mistral-common does)
+        parts = [dict(m, content=[{"type": "text", "text": m["content"]}, {"type": "text", "text": ""}])
+                 for m in plain]
+        want = s.post("/tokenize", {"messages": plain})[1]["tokens"]
+        self.assertEqual(s.post("/tokenize", {"messages": parts})[1]["tokens"], want)
+        two = [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]
+        self.assertEqual(s.post("/tokenize", {"messages": two})[1]["tokens"],
+                         s.post("/tokenize", {"messages": [{"role": "user", "content": "a\n\nb"}]})[1]["tokens"])
+        status, r = s.post("/v1/chat/completions", {"model": "tiny", "messages": parts, "max_completion_tokens": 4,
+                                                    "seed": 1, "logit_bias": NO_EOS})
+        self.assertEqual(status, 200, r)
+        self.assertEqual(r["usage"]["prompt_tokens"], len(want))
+        self.assertEqual(r["usage"]["completion_tokens"], 4)
+        # a tool call and its result
+        tools = [{"type": "function", "function": {"name": "f", "description": "d",
+                                                    "parameters": {"type": "object", "properties": {}}}}]
+        msgs = [{"role": "user", "content": "call f"},
+                {"role": "assistant", "content": None, "tool_calls": [
+                    {"id": "abcDEF123", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "abcDEF123", "content": "42"}]
+        status, r = s.post("/v1/chat/completions", {"model": "tiny", "messages": msgs, "tools": tools,
+                                                    "max_tokens": 2, "seed": 1})
+        self.assertEqual(status, 200, r)
+        self.assertEqual(r["usage"]["prompt_tokens"], len(s.post("/tokenize", {"messages": msgs, "tools": tools})[1]["tokens"]))
+        # a content part of the wrong type names the field
+        status, r = s.post("/v1/chat/completions", chat([{"type": "text", "text": 5}]))
+        self.error(status, r, 400)
+
+    def test_logit_bias_forces_a_token(self):
+        s = self.srv
+        forced = s.post("/tokenize", {"content": " fox"})[1]["tokens"]
+        tok = forced[-1]
+        r = self.completion("anything", max_tokens=5, temperature=1.0, logit_bias={str(tok): 100})
+        self.assertEqual(r["choices"][0]["text"], s.post("/detokenize", {"tokens": [tok] * 5})[1]["content"])
+        # without the bias the text is another
+        r = self.completion("anything", max_tokens=5, temperature=1.0, logit_bias=NO_EOS)
+        self.assertNotEqual(r["choices"][0]["text"], s.post("/detokenize", {"tokens": [tok] * 5})[1]["content"])
+
     def test_chat_streaming_shape_matches_non_streaming(self):
         body = chat("Tell me a story", max_tokens=10, seed=7, logit_bias=NO_EOS)
         status, full = self.srv.post("/v1/chat/completions", body)
