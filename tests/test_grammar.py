@@ -22,7 +22,8 @@ try:
 except ImportError:  # the suite still runs; these tests skip
     jsonschema = None
 
-GEN_FLAGS = ["-t", "1", "-n", "48"]
+# budget: enough for the longest minimal document (two objects of schema #63 in bytes)
+GEN_FLAGS = ["-t", "1", "-n", "128"]
 
 # ---------------------------------------------------------------------------
 # Hand-written schemas: every supported keyword at least once
@@ -68,7 +69,9 @@ HAND = [
     {"oneOf": [{"type": "boolean"}, {"type": "string", "format": "date"}]},
     {"allOf": [{"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]},
                {"properties": {"y": {"type": "string", "maxLength": 3}}, "required": ["y"]},
-               {"properties": {"x": {"maximum": 9}}}], "additionalProperties": False},
+               {"properties": {"x": {"maximum": 9}}}],
+     # additionalProperties sees only sibling properties (not those inside allOf)
+     "properties": {"x": {}, "y": {}}, "additionalProperties": False},
     {"$defs": {"pt": {"type": "object", "properties": {"x": {"type": "number", "minimum": 0, "maximum": 9},
                                                        "y": {"type": "number", "minimum": 0, "maximum": 9}},
                       "required": ["x", "y"], "additionalProperties": False}},
@@ -79,7 +82,7 @@ HAND = [
     {"type": "object", "properties": {"value": {"type": "integer"}, "children": {"type": "array", "items": {"$ref": "#"},
                                                                                    "maxItems": 2}},
      "required": ["value"], "additionalProperties": False},
-    {"type": "object", "properties": {"k": {"type": "string", "enum": ["x", "y"]}}, "required": ["k"],
+    {"type": "object", "properties": {"k": {"type": "string", "enum": ["x", "y"]}, "n": {}, "s": {}}, "required": ["k"],
      "anyOf": [{"properties": {"n": {"type": "integer"}}, "required": ["n"]},
                {"properties": {"s": {"type": "string", "maxLength": 2}}, "required": ["s"]}],
      "additionalProperties": False},
@@ -101,11 +104,11 @@ PATTERNS = ["^[a-z]{2,5}$", "^[0-9]+(\\.[0-9]{1,2})?$", "^(yes|no|maybe)$", "^[A
             "x", "^\\w{1,6}@\\w{1,6}\\.(com|org)$", "^[^\\\\\"]{0,3}$", "^.{2}$"]
 
 
-def random_schema(rng, depth=0):
+def random_schema(rng, depth=0, kind=None):
     kinds = ["string", "integer", "number", "boolean", "null", "enum", "const"]
     if depth < 3:
         kinds += ["object", "object", "array", "array", "anyOf", "typelist"]
-    k = rng.choice(kinds)
+    k = kind or rng.choice(kinds)
     if k == "string":
         s = {"type": "string"}
         r = rng.random()
@@ -153,10 +156,7 @@ def random_schema(rng, depth=0):
         types = rng.sample(["string", "integer", "boolean", "null", "object", "array"], rng.randint(2, 3))
         branches = []
         for t in types:
-            b = random_schema(rng, depth + 1) if t in ("object", "array") else {"type": t}
-            while b.get("type") != t:
-                b = random_schema(rng, depth + 1)
-            branches.append(b)
+            branches.append(random_schema(rng, depth + 1, t) if t in ("object", "array") else {"type": t})
         return {rng.choice(["anyOf", "oneOf"]): branches}
     if k == "array":
         s = {"type": "array"}
@@ -447,13 +447,26 @@ class GrammarGenerationTest(unittest.TestCase):
                 json.dump(schema, f)
             self.assert_fails(words, "run", "-m", model, "-p", "x", "--json-schema", path)
             self.assert_fails(words, "grammar-check", "--json-schema", path)
-        deep = {"type": "integer"}
-        for _ in range(1000):
-            deep = {"type": "array", "items": deep}
+        # 1000 levels of nesting, written as text: Python's own json module
+        # would hit its recursion limit encoding it
         path = self.dir.file("deep.json")
+        for inner, outer in [('{"type": "integer"}', ('{"type": "array", "items": ', '}')),
+                             ('{}', ('{"anyOf": [', ']}')),
+                             ('{"type": "null"}', ('{"type": "object", "properties": {"a": ', '}}'))]:
+            with open(path, "w") as f:
+                f.write(outer[0] * 1000 + inner + outer[1] * 1000)
+            self.assert_fails("nests more than", "grammar-check", "--json-schema", path)
+            self.assert_fails("nests more than", "run", "-m", model, "-p", "x", "--json-schema", path)
+        # deeper than the JSON parser takes: still one clear line
         with open(path, "w") as f:
-            json.dump(deep, f)
-        self.assert_fails("nests more than", "grammar-check", "--json-schema", path)
+            f.write('{"items": ' * 100000 + '{}' + '}' * 100000)
+        self.assert_fails("maximum parsing depth", "grammar-check", "--json-schema", path)
+        # a grammar nesting 1000 groups / 100000 groups: an error, not a stack overflow
+        gdeep = self.dir.file("deep.gbnf")
+        for n in (1000, 100000):
+            with open(gdeep, "w") as f:
+                f.write("root ::= " + "(" * n + '"x"' + ")" * n + "\n")
+            self.assert_fails("nest", "grammar-check", "--grammar", gdeep)
         with open(path, "w") as f:
             f.write("{not json")
         self.assert_fails("not JSON", "grammar-check", "--json-schema", path)
