@@ -487,5 +487,186 @@ class GrammarGenerationTest(unittest.TestCase):
         self.assertEqual(p.stdout.split("\n")[:2], ["reject 20001", "accept"])
 
 
+# ---------------------------------------------------------------------------
+# Function calling: tool-call documents under random weights
+# ---------------------------------------------------------------------------
+
+TOOL_ID = re.compile(r"^[A-Za-z0-9]{9}$")
+
+
+def random_tools(rng, n):
+    tools = []
+    for i in range(n):
+        f = {"name": f"tool_{i}-{rng.randint(0, 999)}", "description": "a random tool"}
+        r = rng.random()
+        if r < 0.15:
+            pass  # no parameters: arguments {}
+        else:
+            params = random_schema(rng, 1, "object")
+            if r < 0.3:
+                params.pop("type")  # "object" is implied for parameters
+            f["parameters"] = params
+        if rng.random() < 0.3:
+            f["strict"] = True
+        tools.append({"type": "function", "function": f})
+    return tools
+
+
+class ToolCallTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = Workdir()
+        cls.env = dict(os.environ, XDG_CACHE_HOME=cls.dir.file("cache"))
+        cls.models = [("bytes", synth(cls.dir.file("bytes.gguf"), "--preset", "tiny", "--seed", "21"))]
+        v3 = os.path.join(SHARED, "tokenizers", "mistral-v3.model")
+        if os.path.exists(v3):
+            cls.models.append(("mistral-v3", synth(cls.dir.file("v3.gguf"), "--preset", "tiny", "--seed", "22",
+                                                   "--vocab", v3)))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.dir.cleanup()
+
+    smoe = GrammarGenerationTest.smoe
+    assert_fails = GrammarGenerationTest.assert_fails
+
+    def write_tools(self, tools, name="tools.json"):
+        path = self.dir.file(name)
+        with open(path, "w") as f:
+            json.dump(tools, f)
+        return path
+
+    def check_doc(self, tools, line, where, choice="required", parallel=True, fmt="v3"):
+        """One generated document: complete, parsed into valid calls of the
+        declared tools with valid arguments, and streamed to the same calls."""
+        self.assertTrue(line["complete"], f"{where}: incomplete {line['doc']!r}")
+        self.assertNotIn("parse_error", line, where)
+        self.assertNotIn("stream_error", line, where)
+        by_name = {t["function"]["name"]: t["function"] for t in tools}
+        doc = json.loads(line["doc"])  # the raw document is JSON too
+        calls = line["tool_calls"]
+        if fmt == "object" and "content" in line:
+            self.assertEqual(choice, "auto", where)
+            self.assertEqual(doc, {"content": line["content"]}, where)
+            self.assertEqual(line.get("stream_content", ""), line["content"], where)
+            self.assertEqual(calls, [], where)
+            return "content"
+        raw = doc["tool_calls"] if fmt == "object" else doc
+        self.assertGreaterEqual(len(calls), 1, where)
+        if not parallel:
+            self.assertEqual(len(calls), 1, where)
+        self.assertEqual(len(calls), len(raw), where)
+        self.assertEqual(len(line["stream"]), len(calls), where)
+        for i, (call, rawc, st) in enumerate(zip(calls, raw, line["stream"])):
+            self.assertEqual(call["type"], "function")
+            name = call["function"]["name"]
+            self.assertIn(name, by_name, where)
+            if choice not in ("auto", "required"):
+                self.assertEqual(name, choice, where)
+            self.assertRegex(call["id"], TOOL_ID)
+            if "id" in rawc:  # the model's own id is kept
+                self.assertEqual(call["id"], rawc["id"], where)
+            args = json.loads(call["function"]["arguments"])
+            self.assertEqual(args, rawc["arguments"], where)
+            params = by_name[name].get("parameters", {"type": "object", "additionalProperties": False})
+            if by_name[name].get("strict"):
+                params = strictify(params)
+            if jsonschema:
+                validate(self, params, call["function"]["arguments"], f"{where} call {i} ({name})")
+            self.assertEqual((st["index"], st["name"]), (i, name), where)
+            self.assertRegex(st["id"], TOOL_ID)
+            self.assertEqual(json.loads(st["arguments"]), args, where)
+        return "calls"
+
+    def test_tool_calls_under_random_weights(self):
+        rng = random.Random(4242)
+        toolsets = [random_tools(rng, rng.randint(1, 5)) for _ in range(6)]
+        total = 0
+        kinds = set()
+        for m, (label, model) in enumerate(self.models):
+            for k, tools in enumerate(toolsets):
+                path = self.write_tools(tools)
+                named = tools[rng.randrange(len(tools))]["function"]["name"]
+                for choice, parallel, fmt in [("required", True, "v3"), (named, True, "v3"), ("required", False, "v3"),
+                                              ("auto", True, "object"), ("required", False, "object")]:
+                    flags = ["--tool-choice", choice, "--tool-format", fmt] + ([] if parallel else
+                                                                              ["--no-parallel-tool-calls"])
+                    p = self.smoe("grammar-check", "--tools", path, *flags, "--generate", 2, "-m", model, "-t", "1",
+                                  "-n", 400, "--temp", "1.0", "--top-k", "0", "--top-p", "1", "--min-p", "0",
+                                  "--seed", 1000 * m + 10 * k)
+                    lines = [json.loads(x) for x in p.stdout.splitlines()]
+                    self.assertEqual(len(lines), 2, p.stderr)
+                    for line in lines:
+                        where = f"{label} toolset {k} choice {choice} parallel {parallel} {fmt} seed {line['seed']}"
+                        kinds.add(self.check_doc(tools, line, where, choice, parallel, fmt))
+                        total += 1
+        self.assertGreaterEqual(total, 60)
+        self.assertEqual(kinds, {"calls", "content"})
+
+    def test_golden_v3_tool_calls_accepted(self):
+        """The assistant tool calls of mistral-common's golden v3 prompt are
+        documents of the grammar built from that request's tools."""
+        gold = os.path.join(SHARED, "golden", "mistral-chat", "get_weather_full")
+        if not os.path.exists(gold):
+            self.skipTest("no golden files")
+        with open(os.path.join(gold, "sample.json")) as f:
+            sample = json.load(f)
+        with open(os.path.join(gold, "text_v3.txt")) as f:
+            text = f.read().replace("\u2581", " ")
+        calls = re.findall(r"\[TOOL_CALLS\](.*?)</s>", text)
+        self.assertEqual(len(calls), 2)
+        path = self.write_tools(sample["tools"])
+        p = self.smoe("grammar-check", "--tools", path, "--json-lines", input="".join(json.dumps(c) + "\n" for c in calls))
+        self.assertEqual(p.stdout.split(), ["accept", "accept"])
+        # the named function only: the other call is refused at its name
+        p = self.smoe("grammar-check", "--tools", path, "--tool-choice", "get_current_weather", "--json-lines",
+                      input="".join(json.dumps(c) + "\n" for c in calls))
+        self.assertEqual(p.stdout.split()[0], "accept")
+        self.assertEqual(p.stdout.split()[1], "reject")
+        # one call only: a second call is refused at its ','
+        two = calls[0][:-1] + ", " + calls[1][2:]
+        p = self.smoe("grammar-check", "--tools", path, "--no-parallel-tool-calls", input=two + "\n")
+        self.assertEqual(p.stdout.split()[:2], ["reject", str(len(calls[0]) - 1)])
+
+    def test_bad_tools(self):
+        ok = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+        cases = [
+            ({"tools": 1}, "tools: must be an array"),
+            ([ok] * 129, "at most 128 tools"),
+            ([ok, ok], "'f' is declared twice"),
+            ([{"type": "function", "function": {"name": "bad name"}}], "must match ^[a-zA-Z0-9_-]{1,64}$"),
+            ([{"type": "function", "function": {"name": "x" * 65}}], "must match"),
+            ([{"type": "retrieval", "function": {"name": "f"}}], "tools[0].type: must be \"function\""),
+            ([{"type": "function"}], "tools[0].function: must be an object"),
+            ([{"type": "function", "function": {"name": "f", "parameters": {"type": "array"}}}], "must describe an object"),
+            ([{"type": "function", "function": {"name": "f", "parameters": [1]}}], "must be a JSON Schema object"),
+            ([ok, {"type": "function", "function": {"name": "g", "parameters": {"type": "object", "properties": {
+                "a": {"type": "string", "uniqueItems": True}}}}}], "tools[1].function.parameters: schema at "
+                                                                   "/properties/a: unsupported keyword 'uniqueItems'"),
+            ([{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {
+                "a": {"type": "array", "minItems": 3, "maxItems": 1}}, "required": ["a"]}}}], "unsatisfiable"),
+        ]
+        for i, (tools, words) in enumerate(cases):
+            path = self.write_tools(tools, f"bad{i}.json")
+            self.assert_fails(words, "grammar-check", "--tools", path)
+        path = self.write_tools([ok])
+        self.assert_fails("function 'nope' is not one of the tools", "grammar-check", "--tools", path,
+                          "--tool-choice", "nope")
+        self.assert_fails("only one of", "grammar-check", "--tools", path, "--json")
+
+
+def strictify(schema):
+    """additionalProperties false wherever an object schema leaves it out
+    (what "strict": true means for smoe), for the independent validator."""
+    if isinstance(schema, list):
+        return [strictify(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: strictify(v) for k, v in schema.items()}
+    if (out.get("type") == "object" or "properties" in out) and "additionalProperties" not in out:
+        out["additionalProperties"] = False
+    return out
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -1,5 +1,6 @@
 /* grammar_cli.h - the constrained-decoding flags of `smoe run` and
- * `smoe grammar-check` (--grammar, --json-schema, --json, --schema-strict). */
+ * `smoe grammar-check` (--grammar, --json-schema, --json, --schema-strict,
+ * --tools). */
 #ifndef SMOE_CLI_GRAMMAR_CLI_H
 #define SMOE_CLI_GRAMMAR_CLI_H
 
@@ -7,12 +8,18 @@
 
 #include "../grammar/grammar.h"
 #include "../grammar/json_schema.h"
+#include "../grammar/toolcall.h"
 
 typedef struct cli_grammar {
     const char *grammar_file;   /* --grammar FILE */
     const char *schema_file;    /* --json-schema FILE */
     bool json_any;              /* --json */
     smoe_json_schema_opts opts; /* --schema-strict, --compact-json */
+    const char *tools_file;     /* --tools FILE: an OpenAI "tools" array */
+    const char *tool_choice;    /* --tool-choice auto|required|NAME */
+    bool no_parallel;           /* --no-parallel-tool-calls */
+    bool tool_object;           /* --tool-format object (v1: {"tool_calls": ...}) */
+    smoe_toolset *tools;        /* built by cli_grammar_build with --tools */
 } cli_grammar;
 
 extern const char cli_grammar_help[];
@@ -21,7 +28,7 @@ extern const char cli_grammar_help[];
 int cli_grammar_flag(cli_grammar *c, int argc, char **argv, int *i);
 bool cli_grammar_wanted(const cli_grammar *c);
 /* Compile what the flags ask for; prints the error and returns NULL. */
-smoe_grammar *cli_grammar_build(const cli_grammar *c);
+smoe_grammar *cli_grammar_build(cli_grammar *c);
 /* A whole file, NUL-terminated (*len without it); NULL with errno. */
 char *cli_read_file(const char *path, size_t *len);
 

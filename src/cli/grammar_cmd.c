@@ -20,7 +20,12 @@ const char cli_grammar_help[] =
     "  --json                  constrain the output to any JSON object\n"
     "  --grammar FILE          constrain the output to the grammar in FILE (GBNF-style, see README)\n"
     "  --schema-strict         with --json-schema: objects without additionalProperties get none\n"
-    "  --compact-json          no space after ':' and ',' (default: one optional space)\n";
+    "  --compact-json          no space after ':' and ',' (default: one optional space)\n"
+    "  --tools FILE            constrain the output to tool calls of the OpenAI \"tools\" array in FILE\n"
+    "                          (Mistral v3 form: [{\"name\": ..., \"arguments\": {...}, \"id\": ...}])\n"
+    "  --tool-choice C         with --tools: auto, required (default) or a function name\n"
+    "  --no-parallel-tool-calls  with --tools: exactly one call\n"
+    "  --tool-format F         with --tools: v3 (default) or object ({\"tool_calls\": [...]}, for v1 models)\n";
 
 char *cli_read_file(const char *path, size_t *len) {
     FILE *fp = fopen(path, "rb");
@@ -49,18 +54,52 @@ int cli_grammar_flag(cli_grammar *c, int argc, char **argv, int *i) {
     if (!strcmp(a, "--json")) { c->json_any = true; return 1; }
     if (!strcmp(a, "--schema-strict")) { c->opts.strict = true; return 1; }
     if (!strcmp(a, "--compact-json")) { c->opts.compact = true; return 1; }
-    if (strcmp(a, "--json-schema") && strcmp(a, "--grammar")) return 0;
+    if (!strcmp(a, "--no-parallel-tool-calls")) { c->no_parallel = true; return 1; }
+    if (strcmp(a, "--json-schema") && strcmp(a, "--grammar") && strcmp(a, "--tools") && strcmp(a, "--tool-choice") &&
+        strcmp(a, "--tool-format"))
+        return 0;
     if (*i + 1 >= argc) return cli_fail("option '%s' needs a value", a), -1;
-    if (!strcmp(a, "--grammar")) c->grammar_file = argv[++*i];
-    else c->schema_file = argv[++*i];
+    const char *v = argv[++*i];
+    if (!strcmp(a, "--grammar")) c->grammar_file = v;
+    else if (!strcmp(a, "--tools")) c->tools_file = v;
+    else if (!strcmp(a, "--tool-choice")) c->tool_choice = v;
+    else if (!strcmp(a, "--tool-format")) {
+        if (strcmp(v, "v3") && strcmp(v, "object")) return cli_fail("--tool-format: '%s' is not v3 or object", v), -1;
+        c->tool_object = !strcmp(v, "object");
+    } else c->schema_file = v;
     return 1;
 }
 
-bool cli_grammar_wanted(const cli_grammar *c) { return c->grammar_file || c->schema_file || c->json_any; }
+bool cli_grammar_wanted(const cli_grammar *c) { return c->grammar_file || c->schema_file || c->json_any || c->tools_file; }
 
-smoe_grammar *cli_grammar_build(const cli_grammar *c) {
-    int n = !!c->grammar_file + !!c->schema_file + !!c->json_any;
-    if (n > 1) return cli_fail("give only one of --grammar, --json-schema and --json"), NULL;
+/* --tools: the toolset (kept in c for parsing the output) and its grammar */
+static smoe_grammar *tools_grammar(cli_grammar *c) {
+    char err[SMOE_ERR_SIZE];
+    json_error_t je;
+    json_t *tools = json_load_file(c->tools_file, 0, &je);
+    if (!tools) return cli_fail("%s: not JSON: %s (line %d)", c->tools_file, je.text, je.line), NULL;
+    c->tools = smoe_toolset_new(tools, err);
+    json_decref(tools);
+    if (!c->tools) return cli_fail("%s: %s", c->tools_file, err), NULL;
+    json_t *choice = NULL;
+    const char *tc = c->tool_choice ? c->tool_choice : "required";
+    if (!strcmp(tc, "auto") || !strcmp(tc, "required") || !strcmp(tc, "none")) choice = json_string(tc);
+    else choice = json_pack("{s:s,s:{s:s}}", "type", "function", "function", "name", tc);
+    json_t *par = json_boolean(!c->no_parallel);
+    smoe_tool_choice ch;
+    int r = smoe_tool_choice_parse(c->tools, choice, par, &ch, err);
+    json_decref(choice);
+    json_decref(par);
+    if (r) return cli_fail("--tool-choice: %s", err), NULL;
+    smoe_grammar *g = smoe_toolcall_grammar(c->tools, &ch, c->tool_object ? SMOE_TOOLCALL_OBJECT : SMOE_TOOLCALL_V3, err);
+    if (!g) cli_fail("%s: %s", c->tools_file, err);
+    return g;
+}
+
+smoe_grammar *cli_grammar_build(cli_grammar *c) {
+    int n = !!c->grammar_file + !!c->schema_file + !!c->json_any + !!c->tools_file;
+    if (n > 1) return cli_fail("give only one of --grammar, --json-schema, --json and --tools"), NULL;
+    if (c->tools_file) return tools_grammar(c);
     char err[SMOE_ERR_SIZE];
     smoe_grammar *g = NULL;
     if (c->json_any) {
@@ -94,7 +133,7 @@ smoe_grammar *cli_grammar_build(const cli_grammar *c) {
  * ------------------------------------------------------------------------- */
 
 static const char help[] =
-    "usage: smoe grammar-check (--grammar FILE | --json-schema FILE | --json | --schemas FILE.jsonl) [options]\n"
+    "usage: smoe grammar-check (--grammar FILE | --json-schema FILE | --json | --tools FILE | --schemas FILE.jsonl) [options]\n"
     "  Without --generate: reads documents from standard input, one per line\n"
     "  (--json-lines: each line is a JSON string holding the document), and\n"
     "  prints for each 'accept', 'incomplete' or 'reject N' (N = bytes\n"
@@ -103,7 +142,8 @@ static const char help[] =
     "  --print                 print the grammar text and exit\n"
     "  --schemas FILE.jsonl    one schema per line (with --generate)\n"
     "  --generate N            generate N documents per schema with the model and print\n"
-    "                          JSON lines {\"schema\", \"seed\", \"doc\", \"finish\", \"complete\", \"tokens\"};\n"
+    "                          JSON lines {\"schema\", \"seed\", \"doc\", \"finish\", \"complete\", \"tokens\"}\n"
+    "                          (--tools adds \"tool_calls\" as parsed and \"stream\" as streamed);\n"
     "                          timings go to stderr\n"
     "  -p, --prompt TEXT       prompt for --generate (default: BOS only)\n"
     "  --json-lines            documents on stdin as JSON strings\n";
@@ -173,6 +213,77 @@ static int check_docs(smoe_grammar *g, bool json_lines) {
     smoe_gmatch_free(m);
     fflush(stdout);
     return rc;
+}
+
+/* --tools: the document parsed whole ("tool_calls", or "content") and
+ * streamed ("stream": [{"index", "name", "id", "arguments": fragments
+ * joined, "fragments": how many}]), so the tests can check both. */
+typedef struct stream_rec {
+    json_t *calls;
+    json_t *content;
+    char *args;
+    size_t n_args;
+    int bad;
+} stream_rec;
+
+static int on_stream(void *user, smoe_tcs_event ev, int index, const char *name, const char *id, const char *text,
+                     size_t len) {
+    stream_rec *r = user;
+    json_t *cur = json_array_get(r->calls, (size_t)index);
+    if (ev == SMOE_TCS_BEGIN) {
+        if (cur) r->bad = 1;
+        json_array_append_new(r->calls, json_pack("{s:i,s:s,s:s,s:i}", "index", index, "name", name, "id", id,
+                                                   "fragments", 0));
+        r->n_args = 0;
+    } else if (ev == SMOE_TCS_ARGS) {
+        if (!cur) return r->bad = 1, 0;
+        char *na = realloc(r->args, r->n_args + len + 1);
+        if (!na) return 1;
+        r->args = na;
+        memcpy(r->args + r->n_args, text, len);
+        r->n_args += len;
+        json_object_set_new(cur, "fragments", json_integer(json_integer_value(json_object_get(cur, "fragments")) + 1));
+    } else if (ev == SMOE_TCS_END) {
+        if (!cur) return r->bad = 1, 0;
+        json_object_set_new(cur, "arguments", json_stringn(r->args ? r->args : "", r->n_args));
+    } else {
+        json_t *c = r->content ? r->content : json_string("");
+        size_t old = json_string_length(c);
+        char *t = malloc(old + len + 1);
+        if (!t) return 1;
+        memcpy(t, json_string_value(c), old);
+        memcpy(t + old, text, len);
+        json_string_setn_nocheck(c, t, old + len);
+        free(t);
+        r->content = c;
+    }
+    return 0;
+}
+
+/* Adds "tool_calls"/"content" and "stream" (or "parse_error") to line. */
+static void tool_fields(const cli_grammar *gc, json_t *line, const char *doc, size_t len, uint64_t seed, bool complete) {
+    if (!complete) return;
+    smoe_toolcall_format fmt = gc->tool_object ? SMOE_TOOLCALL_OBJECT : SMOE_TOOLCALL_V3;
+    uint64_t rng = seed;
+    smoe_toolcall_result res;
+    char err[SMOE_ERR_SIZE];
+    if (smoe_toolcall_parse(gc->tools, fmt, doc, len, &rng, false, &res, err)) {
+        json_object_set_new(line, "parse_error", json_string(err));
+        return;
+    }
+    json_object_set(line, "tool_calls", res.tool_calls);
+    if (res.content) json_object_set_new(line, "content", json_string(res.content));
+    smoe_toolcall_result_free(&res);
+    /* streamed in pieces of 3 bytes, the worst case for a byte scanner */
+    stream_rec r = {.calls = json_array()};
+    smoe_tcstream *st = smoe_tcstream_new(fmt, seed, on_stream, &r);
+    int rc = st ? 0 : -1;
+    for (size_t i = 0; i < len && rc == 0; i += 3) rc = smoe_tcstream_push(st, doc + i, len - i < 3 ? len - i : 3);
+    smoe_tcstream_free(st);
+    if (rc || r.bad) json_object_set_new(line, "stream_error", json_true());
+    json_object_set_new(line, "stream", r.calls);
+    if (r.content) json_object_set_new(line, "stream_content", r.content);
+    free(r.args);
 }
 
 static const char *finish_name(smoe_finish f) {
@@ -297,6 +408,7 @@ int cmd_grammar_check(int argc, char **argv) {
             json_t *line = json_pack("{s:i,s:I,s:s#,s:s,s:b,s:i}", "schema", (int)i, "seed", (json_int_t)p.sampling.seed,
                                      "doc", out.p ? out.p : "", out.n, "finish", finish_name(res.finish),
                                      "complete", res.grammar_complete, "tokens", res.n_generated);
+            if (line && gc.tools) tool_fields(&gc, line, out.p ? out.p : "", out.n, p.sampling.seed, res.grammar_complete);
             char *s = line ? json_dumps(line, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
             if (s) printf("%s\n", s);
             free(s);
@@ -325,5 +437,6 @@ gen_out:
 out:
     for (size_t i = 0; i < n_g; i++) smoe_grammar_free(gs[i]);
     free(gs);
+    smoe_toolset_free(gc.tools);
     return rc;
 }

@@ -103,9 +103,9 @@ int cmd_run(int argc, char **argv) {
     }
     signal(SIGPIPE, SIG_IGN); /* a closed stdout shows up as a write error */
     smoe_grammar *grammar = NULL;
-    if (cli_grammar_wanted(&gram) && !(grammar = cli_grammar_build(&gram))) { free(owned); return 1; }
+    if (cli_grammar_wanted(&gram) && !(grammar = cli_grammar_build(&gram))) { smoe_toolset_free(gram.tools); free(owned); return 1; }
     cli_loaded l;
-    if (cli_load(&g, &l)) { smoe_grammar_free(grammar); free(owned); return 1; }
+    if (cli_load(&g, &l)) { smoe_grammar_free(grammar); smoe_toolset_free(gram.tools); free(owned); return 1; }
     smoe_tokens toks = {0};
     smoe_gvocab *gvoc = NULL;
     int rc = 1;
@@ -145,6 +145,7 @@ out:
     smoe_gmatch_free(g.gen.grammar);
     smoe_gvocab_free(gvoc);
     smoe_grammar_free(grammar);
+    smoe_toolset_free(gram.tools);
     smoe_tokens_free(&toks);
     cli_unload(&l);
     free(owned);

@@ -156,11 +156,14 @@ static void need(smoe_jsg *b, unsigned p) {
         break;
     }
     case P_NUMBER:
-        gb_puts(o, "j-number ::= \"-\"? j-uint (\".\" [0-9]+)? ([eE] [-+]? [0-9]+)?\n");
+        /* at most 18 integer digits and a 2-digit exponent: every JSON
+         * parser reads such a number (jansson refuses integers beyond 64
+         * bits and reals beyond the double range) */
+        gb_puts(o, "j-number ::= \"-\"? j-uint (\".\" [0-9]+)? ([eE] [-+]? [0-9]{1,2})?\n");
         need(b, P_INTEGER);
         break;
     case P_INTEGER:
-        gb_puts(o, "j-uint ::= \"0\" | [1-9] [0-9]*\n"
+        gb_puts(o, "j-uint ::= \"0\" | [1-9] [0-9]{0,17}\n"
                    "j-integer ::= \"-\"? j-uint\n");
         break;
     case P_FRAC:
@@ -441,9 +444,9 @@ static void uint_range(gr_buf *o, uint64_t a, uint64_t b, bool inf) {
         if (alts++) gb_puts(o, " | ");
         same_len(o, xs, ys, L);
     }
-    if (inf) {
+    if (inf && la <= 17) { /* open-ended: up to 18 digits, as j-uint */
         if (alts++) gb_puts(o, " | ");
-        gb_printf(o, "[1-9] [0-9]{%d,}", la);
+        gb_printf(o, "[1-9] [0-9]{%d,17}", la);
     }
     gb_puts(o, ")");
 }
@@ -1536,6 +1539,8 @@ const char *smoe_jsg_add_schema(smoe_jsg *b, const json_t *schema, char *err) {
     if (!n) smoe_errf(err, "out of memory");
     return n;
 }
+
+void smoe_jsg_set_strict(smoe_jsg *b, bool strict) { b->o.strict = strict; }
 
 const char *smoe_jsg_any_value(smoe_jsg *b) { need(b, P_VALUE); return "j-value"; }
 const char *smoe_jsg_any_object(smoe_jsg *b) { need(b, P_OBJECT); return "j-object"; }

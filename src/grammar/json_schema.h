@@ -15,8 +15,11 @@
  * UTF-8 except '"', '\' and controls: \" \\ \b \t \n \f \r \u00XX); other
  * strings accept every JSON escape, \uXXXX included (surrogates only as
  * valid pairs, counted as one character as JSON Schema counts them).
- * Numbers: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?; integers have no
- * fraction or exponent.
+ * Numbers: -?(0|[1-9][0-9]{0,17})(.[0-9]+)?([eE][+-]?[0-9]{1,2})?; integers
+ * have no fraction or exponent.  At most 18 integer digits where the schema
+ * sets no bound, and a 2-digit exponent, so that every JSON parser reads
+ * the value (jansson, for one, refuses integers beyond 64 bits and reals
+ * beyond the double range); explicit minimum/maximum are exact.
  *
  * SUPPORTED KEYWORDS (Draft 2020-12 meaning):
  *   type (a name or a list), enum, const, properties, required,
@@ -94,6 +97,9 @@ typedef struct smoe_jsg smoe_jsg;
 smoe_jsg *smoe_jsg_new(const smoe_json_schema_opts *o, char *err);
 void smoe_jsg_free(smoe_jsg *b);
 const char *smoe_jsg_add_schema(smoe_jsg *b, const json_t *schema, char *err);
+/* Strict mode for the schemas added from now on (tools that say
+ * "strict": true sit next to tools that do not). */
+void smoe_jsg_set_strict(smoe_jsg *b, bool strict);
 /* Rules for any JSON value / object / string (their rule names). */
 const char *smoe_jsg_any_value(smoe_jsg *b);
 const char *smoe_jsg_any_object(smoe_jsg *b);
