@@ -848,6 +848,48 @@ class FlagsTest(unittest.TestCase):
         self.assertIn(b"shutting_down", got)
         srv.check_clean_exit(self, srv.stop())
 
+    def test_limit_flags(self):
+        srv = Server(self.model, "--max-connections", 2, "--max-logprobs", 2, "--max-n", 2, "--max-tokens", 16)
+        try:
+            for patch, param in [({"logprobs": True, "top_logprobs": 3}, "top_logprobs"), ({"n": 3}, "n"),
+                                 ({"max_tokens": 17}, "max_tokens")]:
+                with self.subTest(patch=patch):
+                    status, r = srv.post("/v1/chat/completions", chat("hi", **patch))
+                    self.assertEqual(status, 400, r)
+                    self.assertEqual(r["error"]["param"], param)
+            status, r = srv.post("/v1/chat/completions", chat("hi", logprobs=True, top_logprobs=2, n=2, max_tokens=16,
+                                                              logit_bias=NO_EOS))
+            self.assertEqual(status, 200, r)
+            self.assertEqual(r["usage"]["completion_tokens"], 32)
+            # two kept-alive connections use up --max-connections: a third is refused
+            held = []
+            for _ in range(2):
+                sock = srv.raw(http_request_bytes("GET", "/health", b"", {}, srv.port))
+                self.assertIn(b"200 OK", read_until(sock, b"\r\n\r\n"))
+                held.append(sock)
+            third = srv.raw(http_request_bytes("GET", "/health", b"", {}, srv.port))
+            try:
+                got = third.recv(100)
+            except ConnectionResetError:
+                got = b""
+            self.assertEqual(got, b"")
+            third.close()
+            for sock in held:
+                sock.close()
+            # once they are closed, connections are accepted again (the server
+            # notices the closes asynchronously: poll)
+            end = time.monotonic() + 30
+            while True:
+                try:
+                    if srv.request("GET", "/health")[0] == 200:
+                        break
+                except OSError:
+                    pass
+                self.assertLess(time.monotonic(), end, "connections are not accepted again")
+                time.sleep(0.05)
+        finally:
+            srv.check_clean_exit(self, srv.stop())
+
     def test_bad_flags(self):
         import subprocess
         from smoe_testlib import SMOE
