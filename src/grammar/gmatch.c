@@ -299,7 +299,7 @@ static int ds_rehash(grt *rt, size_t ns) {
 /* Intern keys[0..n) (sorted here) with accept; T_DEAD when empty. */
 static int32_t intern(grt *rt, const smoe_grammar *g, uint64_t *keys, size_t n, int accept) {
     if (n == 0 && !accept) return T_DEAD;
-    qsort(keys, n, sizeof *keys, cmp_u64);
+    if (n > 1) qsort(keys, n, sizeof *keys, cmp_u64); /* keys may be NULL when n == 0 */
     uint32_t h = cfg_hash(keys, n, accept);
     if ((size_t)(rt->n_ds + 1) * 2 > rt->n_dslots && ds_rehash(rt, rt->n_dslots * 2)) return rt_fail(rt, "out of memory"), T_ERROR;
     size_t m = rt->n_dslots - 1, s = h & m;
@@ -321,7 +321,7 @@ static int32_t intern(grt *rt, const smoe_grammar *g, uint64_t *keys, size_t n, 
     dst *d = &rt->ds[id];
     d->cfg_off = (uint32_t)rt->n_cfg;
     d->cfg_len = (uint32_t)n;
-    memcpy(rt->cfg + rt->n_cfg, keys, n * sizeof *keys);
+    if (n) memcpy(rt->cfg + rt->n_cfg, keys, n * sizeof *keys); /* cfg and keys may be NULL when n == 0 */
     rt->n_cfg += n;
     d->hash = h;
     d->accept = (uint8_t)accept;

@@ -296,6 +296,72 @@ CHATS = [
 ]
 
 
+# Grammar / JSON Schema seeds (fuzz_grammar): (option byte, source, candidate).
+# Option bit 0: source is a schema; bits 1-3 strict/compact/no_leading_space;
+# bit 4: token masks.
+GRAMMARS = [
+    (0, 'root ::= "[" items? "]"\nitems ::= item ("," " "? item)*\nitem ::= [a-z]+ | num\n'
+        'num ::= "-"? ("0" | [1-9] [0-9]*)\n', '[ab, -12,0]'),
+    (16, 'root ::= "yes" | "no" | "maybe"{1,3}', 'maybemaybe'),
+    (0, '# comment\nroot ::= ( "a" | b )* "." \nb ::= [^a\\n\\x00-\\x1f] .?\n', 'aXy\u00e9a.'),
+    (16, 'root ::= "\\u00e9\\U0001F600\\x41" [\\u0100-\\uFFFF]{2,} "\\"\\\\"', '\u00e9\U0001F600A\u0101\u4e2d"\\'),
+    (0, 'root ::= a\na ::= "(" a ")" | ""', '((()))'),
+    (0, 'root ::= x\nx ::= x "a"', 'a'),
+    (0, 'root ::= [z-a]', 'a'),
+    (1, json.dumps({"type": "object", "properties": {"name": {"type": "string", "maxLength": 8},
+                                                     "age": {"type": "integer", "minimum": 0, "maximum": 150},
+                                                     "tags": {"type": "array", "items": {"enum": ["a", "b"]},
+                                                              "maxItems": 3}},
+                    "required": ["name"]}), '{"name": "Bob", "age": 42, "tags": ["a"]}'),
+    (1 | 2 | 16, json.dumps({"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}),
+     '{"ok": true}'),
+    (1 | 4, json.dumps({"anyOf": [{"type": "number", "exclusiveMinimum": -5}, {"type": "null"},
+                                  {"const": {"k": [1, 2]}}]}), '{"k":[1,2]}'),
+    (1, json.dumps({"$defs": {"node": {"type": "object", "properties": {"v": {"type": "integer"},
+                                                                        "next": {"$ref": "#/$defs/node"}}}},
+                    "$ref": "#/$defs/node"}), '{"v": 1, "next": {"v": 2}}'),
+    (1 | 8, json.dumps({"type": "string", "pattern": "^[A-Z]{2}-(\\d{3}|x+)$"}), '"AB-123"'),
+    (1, json.dumps({"type": "string", "format": "date-time"}), '"2024-02-29T12:00:00.5+01:00"'),
+    (1, json.dumps({"type": "array", "prefixItems": [{"type": "string", "format": "uuid"}, {"type": "number"}],
+                    "items": False}), '["123e4567-e89b-12d3-a456-426614174000", 1.5e3]'),
+    (1, json.dumps({"allOf": [{"properties": {"a": {"type": "integer"}}}, {"required": ["a"]}],
+                    "additionalProperties": False}), '{"a": -0}'),
+    (1 | 16, json.dumps({"type": "string", "minLength": 2, "maxLength": 4}), '"\\u00e9\\ud83d\\ude00"'),
+    (1, json.dumps({}), '[1, {"x": null}, "s", true]'),
+    (1, json.dumps({"type": "object", "uniqueItems": True}), '{}'),
+    (1, json.dumps({"type": "string", "format": "email"}), '"a.b@example.com"'),
+]
+
+# Server requests (fuzz_server): (option byte, body).  Bits 0-2: endpoint
+# (chat, completions, api/generate, api/chat, tokenize, detokenize,
+# api/show, models/{id}); bit 3: v3 chat format; bits 4-6: how the
+# simulated generation ends (0 stop, 1 length, 2 cancel, 3 error, 4 client gone).
+SERVER = [
+    (0, {"model": "fuzz-model", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8}),
+    (0 | 8, {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "x"}], "stream": True,
+             "stream_options": {"include_usage": True}, "n": 2, "logprobs": True, "top_logprobs": 3}),
+    (0 | 16, {"messages": [{"role": "user", "content": "x"}], "stop": ["a", "bb"], "logit_bias": {"5": -100},
+              "temperature": 0.5, "top_p": 0.9, "seed": 7}),
+    (0 | 8, {"messages": [{"role": "user", "content": "weather?"}],
+             "tools": [{"type": "function", "function": {"name": "w", "parameters": {"type": "object"}}}]}),
+    (0, {"messages": "not a list"}),
+    (0, {"model": "other", "messages": []}),
+    (1, {"prompt": "Once upon", "max_tokens": 4, "logprobs": 2, "echo": False}),
+    (1 | 32, {"prompt": [1, 2, 3], "stream": True, "logprobs": 1}),
+    (1 | 48, {"prompt": ["a", "b"], "n": 3, "stream": True}),
+    (2, {"model": "fuzz-model", "prompt": "Why?", "stream": False, "options": {"num_predict": 5, "temperature": 0}}),
+    (2 | 16, {"prompt": "raw text", "raw": True, "context": [1, 5, 9], "system": "sys",
+              "options": {"stop": ["x"], "seed": -1, "top_k": 3}}),
+    (2, {"prompt": ""}),
+    (2 | 64, {"prompt": "x", "stream": True}),
+    (3, {"model": "fuzz-model:latest", "messages": [{"role": "user", "content": "hello"}]}),
+    (3 | 8 | 48, {"messages": [{"role": "user", "content": "x"}], "stream": True, "format": "json"}),
+    (4, {"content": "Hello world", "add_special": True, "with_pieces": True}),
+    (5, {"tokens": [1, 2, 3, 258, -1]}),
+    (6, {"model": "fuzz-model", "verbose": True}),
+]
+
+
 def write_dir(name, seeds):
     d = os.path.join(CORPUS, name)
     shutil.rmtree(d, ignore_errors=True)
@@ -340,6 +406,11 @@ def main():
     for i, (flags, req) in enumerate(CHATS):
         chats["chat%02d" % i] = bytes([flags]) + json.dumps(req, ensure_ascii=False).encode()
     write_dir("chat", chats)
+    write_dir("grammar", {"g%02d" % i: bytes([o]) + src.encode() + b"\0" + cand.encode()
+                          for i, (o, src, cand) in enumerate(GRAMMARS)})
+    server = {"s%02d" % i: bytes([o]) + json.dumps(b).encode() for i, (o, b) in enumerate(SERVER)}
+    server["model_id"] = bytes([7]) + b"fuzz-model:latest"
+    write_dir("server", server)
     total = 0
     for root, _, files in os.walk(CORPUS):
         total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
