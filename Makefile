@@ -2,8 +2,7 @@
 #
 #   make              build/smoe and the unit tests
 #   make SAN=1        the same with AddressSanitizer + UBSan, in build-san/
-#   make test         run the whole suite on the plain and the sanitizer build,
-#                     and the arm64 build under qemu when installed (mk/arm64.mk)
+#   make test         run the whole suite on the plain and the sanitizer build
 
 CC      ?= cc
 PYTHON  ?= /usr/bin/python3
@@ -63,8 +62,7 @@ $(BUILD)/test_%: $(BUILD)/tests/unit/test_%.o $(BUILD)/libsmoe.a
 
 test: all
 	$(MAKE) SAN=1 all
-	$(MAKE) --no-print-directory arm64-if-installed
-	$(PYTHON) tests/run.py build build-san $(ARM64_BUILD)
+	$(PYTHON) tests/run.py build build-san
 
 test-plain: all
 	$(PYTHON) tests/run.py build
