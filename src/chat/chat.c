@@ -649,6 +649,10 @@ static int read_request(const json_t *req, conv *c, char *err) {
             sb_free(&text);
             return -1;
         }
+        if (text.oom) { /* the content would be cut short */
+            sb_free(&text);
+            return oom(err);
+        }
         if (!present && r != ROLE_ASSISTANT) {
             sb_free(&text);
             return smoe_errf(err, "%s: content is missing (a %s message needs content)", where, role_names[r]);

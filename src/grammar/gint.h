@@ -108,6 +108,8 @@ typedef struct gr_buf {
 } gr_buf;
 void gb_put(gr_buf *b, const void *s, size_t n);
 void gb_puts(gr_buf *b, const char *s);
+/* Append buffer t; if t ran out of memory, so does b (its text is partial). */
+void gb_append(gr_buf *b, const gr_buf *t);
 void gb_printf(gr_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void gb_free(gr_buf *b);
 /* s[0..n) as a grammar literal "..." (escapes for '"', '\\' and controls). */

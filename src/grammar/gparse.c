@@ -61,12 +61,17 @@ void gb_put(gr_buf *b, const void *s, size_t n) {
         b->p = np;
         b->cap = cap;
     }
-    memcpy(b->p + b->n, s, n);
+    if (n) memcpy(b->p + b->n, s, n); /* s may be NULL when n == 0 (an empty buffer) */
     b->n += n;
     b->p[b->n] = 0;
 }
 
 void gb_puts(gr_buf *b, const char *s) { gb_put(b, s, strlen(s)); }
+
+void gb_append(gr_buf *b, const gr_buf *t) {
+    if (t->oom) b->oom = true;
+    else if (t->n) gb_put(b, t->p, t->n);
+}
 
 void gb_printf(gr_buf *b, const char *fmt, ...) {
     char tmp[512];

@@ -335,7 +335,8 @@ static int emit_value(smoe_jsg *b, gr_buf *o, const json_t *v, int depth) {
         return 0;
     case JSON_STRING:
         json_encode_string(&t, json_string_value(v), json_string_length(v));
-        gb_lit(o, t.p, t.n);
+        if (t.oom) o->oom = true; /* else the value would silently become "" */
+        else gb_lit(o, t.p, t.n);
         gb_free(&t);
         return 0;
     case JSON_ARRAY: {
@@ -359,7 +360,8 @@ static int emit_value(smoe_jsg *b, gr_buf *o, const json_t *v, int depth) {
         json_object_foreach((json_t *)v, k, e) {
             gb_puts(o, i++ ? " \",\" j-sep " : " ");
             json_encode_string(&t, k, strlen(k));
-            gb_lit(o, t.p, t.n);
+            if (t.oom) o->oom = true;
+            else gb_lit(o, t.p, t.n);
             t.n = 0;
             gb_puts(o, " \":\" j-sep ");
             if (emit_value(b, o, e, depth + 1)) { gb_free(&t); return -1; }
@@ -516,7 +518,7 @@ static void number_range(smoe_jsg *b, gr_buf *o, nbound lo, nbound hi) {
         if (magnitude(&t, lo_in ? (uint64_t)lo.v : 0, lo_in ? lo.excl : false, hi.has, hi.has ? (uint64_t)hi.v : 0,
                       hi.excl)) {
             alts++;
-            gb_put(o, t.p, t.n);
+            gb_append(o, &t);
         }
         gb_free(&t);
     }
@@ -528,7 +530,7 @@ static void number_range(smoe_jsg *b, gr_buf *o, nbound lo, nbound hi) {
                       lo.excl)) {
             if (alts++) gb_puts(o, " | ");
             gb_puts(o, "\"-\" ");
-            gb_put(o, t.p, t.n);
+            gb_append(o, &t);
         }
         gb_free(&t);
     }
@@ -664,7 +666,7 @@ static int gen_string(smoe_jsg *b, const json_t *s, gr_buf *o) {
             return where_err(b, "%s", e);
         }
         gb_puts(o, "\"\\\"\" ");
-        gb_put(o, t.p, t.n);
+        gb_append(o, &t);
         gb_puts(o, " \"\\\"\"");
         gb_free(&t);
         return 0;
@@ -1130,7 +1132,8 @@ static int gen_other_key(smoe_jsg *b, const char **names, int n, char *name) {
             gr_buf enc = {0};
             json_encode_string(&enc, (const char *)u, (size_t)ul);
             if (alts++) gb_puts(&body, " | ");
-            gb_lit(&body, enc.p + 1, enc.n - 2); /* without the quotes */
+            if (enc.oom) body.oom = true; /* enc.n - 2 would wrap around */
+            else gb_lit(&body, enc.p + 1, enc.n - 2); /* without the quotes */
             gb_printf(&body, " s%d", base + c);
             gb_free(&enc);
         }
@@ -1238,7 +1241,9 @@ static int gen_object(smoe_jsg *b, const json_t *s, int depth, gr_buf *o) {
             gr_buf kvb = {0};
             gb_put(&kvb, lit.p, lit.n);
             gb_printf(&kvb, " \":\" j-sep %s", vnames[j]);
-            if (required[j]) {
+            if (key.oom || lit.oom || kvb.oom) { /* add_rule passes r's out-of-memory on */
+                r.oom = true;
+            } else if (required[j]) {
                 gb_printf(&r, "\",\" j-sep %s %s-r%zu", kvb.p, base, j + 1);
                 gb_printf(&f, "%s %s-r%zu", kvb.p, base, j + 1);
             } else {

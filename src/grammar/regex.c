@@ -117,9 +117,9 @@ void gr_emit_json_charset(gr_buf *o, const uint32_t *r, size_t n) {
         }
     }
     gr_buf body = {0};
-    if (raw.n) {
+    if (raw.n || raw.oom) {
         gb_puts(&body, "[");
-        gb_put(&body, raw.p, raw.n);
+        gb_append(&body, &raw);
         gb_puts(&body, "]");
         alts++;
     }
@@ -146,7 +146,7 @@ void gr_emit_json_charset(gr_buf *o, const uint32_t *r, size_t n) {
         }
     }
     if (alts > 1) gb_puts(o, "(");
-    if (body.n) gb_put(o, body.p, body.n);
+    gb_append(o, &body);
     if (body.oom) o->oom = true;
     if (alts > 1) gb_puts(o, ")");
     gb_free(&body);
@@ -395,10 +395,10 @@ static int rx_item(rx *r, gr_buf *o, int depth, bool top, int64_t *size) {
     if (*size > RX_MAX_SIZE)
         { gb_free(&atom); return rx_err(r, "the pattern is too large after expanding its repetitions (limit 100000)"); }
     gb_puts(o, " ");
-    if (!quant) gb_put(o, atom.p, atom.n);
+    if (!quant) gb_append(o, &atom);
     else {
         gb_puts(o, "(");
-        gb_put(o, atom.p, atom.n);
+        gb_append(o, &atom);
         if (mx < 0 && mn == 0) gb_puts(o, ")*");
         else if (mx < 0 && mn == 1) gb_puts(o, ")+");
         else if (mn == 0 && mx == 1) gb_puts(o, ")?");
@@ -428,7 +428,7 @@ static int rx_branch(rx *r, gr_buf *o, int depth, bool top, int64_t *size) {
     if (top && rx_peek(r) == '$') { anchored_end = true; r->pos++; }
     gb_puts(o, "(");
     if (top && !anchored_start) any_chars(o);
-    if (body.n) gb_put(o, body.p, body.n);
+    if (body.n || body.oom) gb_append(o, &body);
     else gb_puts(o, " \"\"");
     if (top && !anchored_end) any_chars(o);
     gb_puts(o, " )");

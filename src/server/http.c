@@ -295,6 +295,8 @@ static void add_common_headers(srv *s, struct MHD_Response *resp) {
 }
 
 static enum MHD_Result send_reply(srv *s, struct MHD_Connection *conn, const char *endpoint, srv_reply *rep) {
+    /* a success whose body could not be built (out of memory) is a failure */
+    if (!rep->body && rep->status < 400) rep->status = 500;
     const char *body = rep->body ? rep->body : "";
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(strlen(body), (void *)body, rep->body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);

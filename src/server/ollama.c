@@ -234,6 +234,11 @@ static void start(srv *s, const json_t *b, srv_reply *rep, srv_request *r, const
     }
     const json_t *m = json_object_get(b, "model");
     r->model = strdup(json_string_value(m) ? json_string_value(m) : s->ollama_name);
+    if (!r->model) {
+        olm_error(rep, 500, "out of memory");
+        srv_request_unref(r);
+        return;
+    }
     snprintf(r->endpoint, sizeof r->endpoint, "%s", endpoint);
     if (srv_submit(s, r)) {
         olm_error(rep, 503, "the server is busy (request queue full); retry later");
@@ -289,14 +294,20 @@ void olm_generate(srv *s, json_t *b, srv_reply *rep) {
                 srv_perr_set(&e, "context", "context[%zu] is not a token id of this model", i);
                 goto bad;
             }
-            smoe_tokens_push(&r->prompt, (int32_t)json_integer_value(t));
+            if (smoe_tokens_push(&r->prompt, (int32_t)json_integer_value(t))) {
+                srv_perr_set(&e, "context", "out of memory");
+                goto bad;
+            }
         }
     }
     const char *text = json_is_string(prompt) ? json_string_value(prompt) : "";
     char err[SMOE_ERR_SIZE];
     const smoe_vocab *v = smoe_tokenizer_vocab(s->tok);
     if (raw) {
-        if (!has_ctx && v->add_bos && v->bos_id >= 0) smoe_tokens_push(&r->prompt, v->bos_id);
+        if (!has_ctx && v->add_bos && v->bos_id >= 0 && smoe_tokens_push(&r->prompt, v->bos_id)) {
+            srv_perr_set(&e, "prompt", "out of memory");
+            goto bad;
+        }
         if (smoe_tokenize(s->tok, text, strlen(text), v->add_space_prefix, &r->prompt, err)) {
             srv_perr_set(&e, "prompt", "%s", err);
             goto bad;
@@ -317,13 +328,16 @@ void olm_generate(srv *s, json_t *b, srv_reply *rep) {
         int rc = srv_render_chat(s, msgs, NULL, &chat, err);
         json_decref(msgs);
         if (rc) {
+            smoe_tokens_free(&chat); /* a failed render may have grown it */
             srv_perr_set(&e, "prompt", "%s", err);
             goto bad;
         }
         /* after a context, the rendered turn goes on without its BOS */
         int32_t from = has_ctx && chat.n && chat.ids[0] == v->bos_id ? 1 : 0;
-        for (int32_t i = from; i < chat.n; i++) smoe_tokens_push(&r->prompt, chat.ids[i]);
+        for (int32_t i = from; i < chat.n; i++)
+            if (smoe_tokens_push(&r->prompt, chat.ids[i])) rc = -1;
         smoe_tokens_free(&chat);
+        if (rc) { srv_perr_set(&e, "prompt", "out of memory"); goto bad; }
     }
     if (r->prompt.n == 0) { srv_perr_set(&e, "prompt", "the prompt is empty"); goto bad; }
     r->stream = true; /* Ollama's default */

@@ -241,11 +241,12 @@ static void generate(srv *s, json_t *b, srv_reply *rep, srv_api api) {
     srv_request *r = srv_request_new(s, api, 1);
     if (!r) { oai_error(rep, 500, "server_error", NULL, NULL, "out of memory"); return; }
     bool chat = api == API_OAI_CHAT;
-    if (sampling(s, b, r, chat, &e)) goto bad_request;
-    /* the choices array was made for n = 1 */
+    /* the choices array was made for n = 1: until it is remade, r->n must
+     * stay 1 (srv_request_unref walks r->n choices) */
+    if (sampling(s, b, r, chat, &e)) { r->n = 1; goto bad_request; }
     if (r->n > 1) {
         srv_choice *c = calloc((size_t)r->n, sizeof *c);
-        if (!c) { srv_perr_set(&e, "n", "out of memory"); goto bad_request; }
+        if (!c) { r->n = 1; srv_perr_set(&e, "n", "out of memory"); goto bad_request; }
         free(r->choices);
         r->choices = c;
         for (int i = 0; i < r->n; i++) { c[i].req = r; c[i].index = i; }
@@ -276,6 +277,11 @@ static void generate(srv *s, json_t *b, srv_reply *rep, srv_api api) {
     }
     const char *name = json_is_string(model) ? json_string_value(model) : s->model_id;
     r->model = strdup(name);
+    if (!r->model) {
+        oai_error(rep, 500, "server_error", NULL, NULL, "out of memory");
+        srv_request_unref(r);
+        return;
+    }
     snprintf(r->endpoint, sizeof r->endpoint, "%s", chat ? "/v1/chat/completions" : "/v1/completions");
     if (srv_submit(s, r)) {
         oai_error(rep, 503, "server_error", NULL, "queue_full", "the server is busy (request queue full); retry later");

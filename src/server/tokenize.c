@@ -53,7 +53,10 @@ void tok_tokenize(srv *s, json_t *b, srv_reply *rep) {
     const json_t *content = json_object_get(b, "content"), *msgs = json_object_get(b, "messages");
     if (json_is_string(content)) {
         const smoe_vocab *v = smoe_tokenizer_vocab(s->tok);
-        if (special && v->bos_id >= 0) smoe_tokens_push(&t, v->bos_id);
+        if (special && v->bos_id >= 0 && smoe_tokens_push(&t, v->bos_id)) {
+            fail(rep, "content", "%s", "out of memory");
+            return;
+        }
         if (smoe_tokenize(s->tok, json_string_value(content), json_string_length(content), v->add_space_prefix, &t,
                           err)) {
             smoe_tokens_free(&t);
@@ -66,6 +69,7 @@ void tok_tokenize(srv *s, json_t *b, srv_reply *rep) {
             return;
         }
         if (srv_render_chat(s, msgs, json_object_get(b, "tools"), &t, err)) {
+            smoe_tokens_free(&t); /* a failed render may have grown it */
             fail(rep, "messages", "%s", err);
             return;
         }
