@@ -778,9 +778,40 @@ io:
     return smoe_errf(err, "write failed: %s", strerror(errno ? errno : EIO));
 }
 
+/* A destination that is not a regular file (a device, a FIFO): written in
+ * place; renaming over it would replace the device node itself. */
+static int write_special(gguf_writer *w, const char *path, gguf_fill_fn fill, void *user, char *err) {
+    char inner[SMOE_ERR_SIZE];
+    FILE *fp = fopen(path, "wb");
+    if (!fp) return smoe_errf(err, "%s: %s", path, strerror(errno));
+    errno = 0;
+    int rc = write_body(w, fp, fill, user, inner);
+    if (rc == 0 && fflush(fp) != 0) rc = smoe_errf(inner, "write failed: %s", strerror(errno));
+    if (fclose(fp) != 0 && rc == 0) rc = smoe_errf(inner, "write failed: %s", strerror(errno));
+    if (rc != 0) smoe_errf(err, "%s: %s", path, inner);
+    return rc;
+}
+
+/* fsync the directory holding path, so that the rename is durable. */
+static void sync_dir(const char *path) {
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == path) snprintf(dir, sizeof dir, "/");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)fsync(fd); /* best effort: the file itself is already on disk */
+        close(fd);
+    }
+}
+
 int gguf_w_write(gguf_writer *w, const char *path, gguf_fill_fn fill, void *user, char *err) {
     char inner[SMOE_ERR_SIZE];
     if (w->oom) return smoe_errf(err, "%s: out of memory while building metadata", path);
+    struct stat dst;
+    if (stat(path, &dst) == 0 && !S_ISREG(dst.st_mode) && !S_ISDIR(dst.st_mode))
+        return write_special(w, path, fill, user, err);
     size_t n = strlen(path) + 16;
     char *tmp = malloc(n);
     if (!tmp) return smoe_errf(err, "out of memory");
@@ -803,7 +834,7 @@ int gguf_w_write(gguf_writer *w, const char *path, gguf_fill_fn fill, void *user
     if (rc != 0) {
         unlink(tmp);
         smoe_errf(err, "%s: %s", path, inner);
-    }
+    } else sync_dir(path);
     free(tmp);
     return rc;
 }

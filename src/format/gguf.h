@@ -137,6 +137,14 @@ int gguf_w_tensor(gguf_writer *w, const char *name, uint32_t type,
 typedef int (*gguf_fill_fn)(void *user, uint64_t idx, void *dst, size_t nbytes,
                             char *err);
 
+/* Write the file.  A regular file (or a new name) is written to a
+ * temporary file beside path ("PATH.tmpXXXXXX"), flushed, fsync'ed and
+ * renamed over path, then the directory is fsync'ed: a full disk, an I/O
+ * error or a failing fill leaves path as it was and removes the temporary
+ * file.  Killed midway (SIGKILL, power loss), the process leaves path as
+ * it was too, but the temporary file stays behind.  A path that exists and
+ * is not a regular file (/dev/null, /dev/full, a FIFO) is written directly,
+ * since there is no file to replace; its write errors are reported. */
 int gguf_w_write(gguf_writer *w, const char *path, gguf_fill_fn fill,
                  void *user, char *err);
 
