@@ -236,7 +236,7 @@ class ServerTest(unittest.TestCase):
             ("/api/generate", {"model": "tiny", "prompt": "x", "options": {"temperature": "hot"}}, 400),
             ("/api/generate", {"model": "tiny", "prompt": "x", "options": {"num_predict": 10 ** 7}}, 400),
             ("/api/generate", {"model": "tiny", "prompt": "x", "options": []}, 400),
-            ("/api/generate", {"model": "tiny", "prompt": "x", "format": "json"}, 400),
+            ("/api/generate", {"model": "tiny", "prompt": "x", "format": "yaml"}, 400),  # "json" and schemas: test_grammar
             ("/api/generate", {"model": "tiny", "prompt": "x", "images": ["aGk="]}, 400),
             ("/api/generate", {"model": "tiny", "prompt": "x", "context": [-1]}, 400),
             ("/api/generate", {"model": "tiny", "prompt": "x", "stream": 1}, 400),

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "../common.h"
+#include "../grammar/grammar.h"
 #include "stopstr.h"
 
 typedef struct slot {
@@ -37,6 +38,8 @@ struct smoe_sched_job {
     void *user;
     smoe_job_stats st;
     smoe_sched_job *prev, *next;
+    smoe_gmatch *gm;          /* constrained decoding: the document so far */
+    uint64_t *mask;           /* its allowed tokens (n_vocab bits) */
 };
 
 struct smoe_sched {
@@ -52,6 +55,7 @@ struct smoe_sched {
     smoe_sched_job **batch_job;    /* the job of each batch entry */
     float *logits;                 /* n_slots rows */
     float *raw;                    /* one row: logits before sampling */
+    smoe_gvocab *gvocab;           /* the vocabulary trie, made at the first constrained job */
 };
 
 static double now_ms(void) {
@@ -108,6 +112,7 @@ void smoe_sched_free(smoe_sched *s) {
             smoe_tokens_free(&s->slots[i].toks);
         }
     smoe_ctx_free(s->ctx);
+    smoe_gvocab_free(s->gvocab);
     free(s->slots);
     free(s->batch);
     free(s->batch_job);
@@ -158,6 +163,8 @@ static void job_free(smoe_sched_job *j) {
     smoe_stop_free(&j->stop);
     free(j->prompt);
     free(j->pending);
+    smoe_gmatch_free(j->gm);
+    free(j->mask);
     free(j);
 }
 
@@ -203,6 +210,14 @@ smoe_sched_job *smoe_sched_submit(smoe_sched *s, const int32_t *prompt, int32_t 
     j->p.stop = (const char *const *)j->stops;
     j->p.sampling.bias = NULL; /* the sampler keeps its own copy */
     if (!(j->smp = smoe_sampler_new(&p->sampling, s->n_vocab, err))) { job_free(j); return NULL; }
+    j->p.grammar = NULL; /* the matcher holds the reference */
+    if (p->grammar) {
+        size_t words = ((size_t)s->n_vocab + 63) / 64;
+        size_t tw = ((size_t)smoe_tokenizer_vocab(s->tok)->n_tokens + 63) / 64;
+        if (!s->gvocab && !(s->gvocab = smoe_gvocab_new(s->tok, err))) { job_free(j); return NULL; }
+        if (!(j->mask = calloc(words > tw ? words : tw, sizeof *j->mask))) goto oom;
+        if (!(j->gm = smoe_gmatch_new(p->grammar, s->gvocab, err))) { job_free(j); return NULL; }
+    }
     memcpy(j->prompt, prompt, (size_t)n * sizeof *prompt);
     for (int32_t i = 0; i < n; i++) smoe_sampler_accept(j->smp, prompt[i]);
     smoe_detok_init(&j->dt, s->tok, false);
@@ -316,7 +331,20 @@ static void next_token(smoe_sched *s, smoe_sched_job *j, float *row) {
     slot *sl = &s->slots[j->slot];
     if (j->p.max_tokens == 0) { finish(s, j, SMOE_JOB_LENGTH, ""); return; }
     if (j->p.top_logprobs >= 0) memcpy(s->raw, row, (size_t)s->n_vocab * sizeof(float));
-    int32_t t = smoe_sampler_sample(j->smp, row);
+    int32_t t;
+    if (j->gm) {
+        /* the document must be complete by the last token this job may write */
+        int32_t left = s->n_ctx - sl->toks.n;
+        if (j->p.max_tokens >= 0 && j->p.max_tokens - j->st.n_generated < left) left = j->p.max_tokens - j->st.n_generated;
+        char gerr[SMOE_ERR_SIZE] = "";
+        int32_t n = smoe_gmatch_mask(j->gm, left - 1, j->mask, gerr);
+        if (n <= 0) { finish(s, j, SMOE_JOB_ERROR, n < 0 ? gerr : "grammar: no token can continue the document"); return; }
+        t = smoe_sampler_sample_masked(j->smp, row, j->mask);
+        if (t < 0) { finish(s, j, SMOE_JOB_ERROR, "grammar: every token the grammar allows is banned (logit_bias)"); return; }
+        if (!is_eos(s, t) && smoe_gmatch_accept_token(j->gm, t, gerr)) { finish(s, j, SMOE_JOB_ERROR, gerr); return; }
+    } else {
+        t = smoe_sampler_sample(j->smp, row);
+    }
     if (j->st.n_generated == 0) j->st.t_first_ms = now_ms();
     if (is_eos(s, t)) {
         if (flush_text(j) < 0) { finish(s, j, SMOE_JOB_ERROR, "out of memory"); return; }
@@ -340,6 +368,13 @@ static void next_token(smoe_sched *s, smoe_sched_job *j, float *row) {
         return;
     }
     bool full = sl->toks.n >= s->n_ctx;
+    if (j->gm && smoe_gmatch_complete(j->gm) && !smoe_gmatch_can_continue(j->gm)) {
+        /* the document is complete and nothing can follow: stop here */
+        r = flush_text(j);
+        if (r < 0) finish(s, j, SMOE_JOB_ERROR, "out of memory");
+        else finish(s, j, SMOE_JOB_STOP, "");
+        return;
+    }
     if ((j->p.max_tokens >= 0 && j->st.n_generated >= j->p.max_tokens) || full) {
         r = flush_text(j);
         if (r < 0) finish(s, j, SMOE_JOB_ERROR, "out of memory");

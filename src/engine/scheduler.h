@@ -62,6 +62,11 @@ typedef struct smoe_job_params {
     const char *const *stop;        /* stop strings, copied */
     int n_stop;
     int32_t top_logprobs;           /* -1: no logprobs; else 0..SMOE_SCHED_MAX_TOP */
+    /* Constrained decoding (src/grammar/grammar.h): every token is drawn
+     * from those the grammar allows, within the token budget, and the job
+     * stops once the document is complete and nothing can follow.  NULL:
+     * none.  Borrowed: the job keeps its own matcher and reference. */
+    struct smoe_grammar *grammar;
 } smoe_job_params;
 
 typedef struct smoe_logprob {

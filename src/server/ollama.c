@@ -15,7 +15,8 @@
  * frequency_penalty, seed (absent or negative: random), stop (up to 16).
  * num_ctx, num_thread, num_batch, num_gpu and keep_alive are accepted and
  * ignored: context size and threads are fixed when the server starts.
- * "format" (JSON mode), "images" and "suffix" are not supported (400).
+ * "format" ("json" or a JSON Schema) constrains the output (structured.h);
+ * "images" and "suffix" are not supported (400).
  * Defaults are Ollama's: temperature 0.8, top_k 40, top_p 0.9, min_p 0,
  * repeat_penalty 1.1 over 64 tokens.
  *
@@ -34,6 +35,7 @@
 
 #include "../common.h"
 #include "server.h"
+#include "structured.h"
 
 void olm_error(srv_reply *rep, int status, const char *fmt, ...) {
     char msg[600];
@@ -232,6 +234,12 @@ static void start(srv *s, const json_t *b, srv_reply *rep, srv_request *r, const
         srv_request_unref(r);
         return;
     }
+    char ferr[SMOE_ERR_SIZE]; /* "format": a grammar the scheduler enforces (structured.h) */
+    if (srv_structured_ollama(b, &r->params.grammar, ferr)) {
+        olm_error(rep, 400, "%s", ferr);
+        srv_request_unref(r);
+        return;
+    }
     const json_t *m = json_object_get(b, "model");
     r->model = strdup(json_string_value(m) ? json_string_value(m) : s->ollama_name);
     if (!r->model) {
@@ -250,11 +258,6 @@ static void start(srv *s, const json_t *b, srv_reply *rep, srv_request *r, const
 }
 
 static bool unsupported(const json_t *b, srv_reply *rep) {
-    const json_t *f = json_object_get(b, "format");
-    if (f && !json_is_null(f) && !(json_is_string(f) && !*json_string_value(f))) {
-        olm_error(rep, 400, "'format' (structured output) is not supported by smoe");
-        return true;
-    }
     const json_t *im = json_object_get(b, "images");
     if (im && !json_is_null(im) && !(json_is_array(im) && json_array_size(im) == 0)) {
         olm_error(rep, 400, "'images' are not supported by smoe (text models only)");

@@ -25,6 +25,7 @@
 
 #include "../common.h"
 #include "server.h"
+#include "structured.h"
 
 void oai_error(srv_reply *rep, int status, const char *type, const char *param, const char *code, const char *fmt, ...) {
     char msg[600];
@@ -268,6 +269,13 @@ static void generate(srv *s, json_t *b, srv_reply *rep, srv_api api) {
             goto bad_request;
         }
     } else if (completion_prompt(s, b, &r->prompt, &e)) goto bad_request;
+    { /* response_format: a grammar the scheduler enforces (structured.h) */
+        char err[SMOE_ERR_SIZE], param[40];
+        if (srv_structured_openai(b, &r->params.grammar, param, err)) {
+            srv_perr_set(&e, param, "%s", err);
+            goto bad_request;
+        }
+    }
     if (r->prompt.n >= s->o.n_ctx) {
         oai_error(rep, 400, "invalid_request_error", chat ? "messages" : "prompt", "context_length_exceeded",
                   "the prompt has %d tokens; this server's context holds %d per sequence (including the answer)",

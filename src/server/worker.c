@@ -19,6 +19,7 @@
 
 #include "../common.h"
 #include "server.h"
+#include "../grammar/grammar.h"
 
 /* ---------------------------------------------------------------------------
  * Requests
@@ -72,6 +73,7 @@ void srv_request_unref(srv_request *r) {
     for (int i = 0; i < SRV_MAX_STOPS; i++) free(r->stops[i]);
     free(r->bias);
     free(r->model);
+    smoe_grammar_free(r->params.grammar); /* response_format (structured.h) */
     smoe_tokens_free(&r->prompt);
     sbuf_free(&r->out);
     close(r->efd);

@@ -131,7 +131,7 @@ test('errors', async () => {
   await assert.rejects(ollama.generate({ model, prompt: 'x', options: { temperature: 'hot' } }),
     (e) => e.status_code === 400 && /temperature/.test(e.error));
   await assert.rejects(ollama.chat({ model, messages: [{ role: 'wizard', content: 'x' }] }), (e) => e.status_code === 400);
-  await assert.rejects(ollama.generate({ model, prompt: 'x', format: 'json' }), (e) => e.status_code === 400);
+  await assert.rejects(ollama.generate({ model, prompt: 'x', format: 'yaml' }), (e) => e.status_code === 400);
 });
 
 test('API key through headers', async () => {
