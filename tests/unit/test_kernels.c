@@ -247,6 +247,108 @@ static void test_scalar_vs_float(void **state) {
 }
 
 /* ---------------------------------------------------------------------------
+ * Activation quantizers of the paths that keep the scalar layout: the same
+ * bytes as the scalar quantizers, edge cases included (zero blocks, NaN,
+ * infinities, exact ties of rounding)
+ * ------------------------------------------------------------------------- */
+
+/* cols >= 96; x holds at least 192 floats */
+static void fill_edge_x(float *x, int64_t cols) {
+    rng_state = 4242;
+    for (int64_t i = 0; i < (cols > 192 ? cols : 192); i++) x[i] = gauss() * (i % 97 == 5 ? 8.0f : 1.0f);
+    for (int i = 0; i < 32; i++) x[32 + i] = 0.0f;            /* a block of zeros */
+    x[64 + 3] = NAN;                                           /* NaN is no maximum */
+    x[96 + 7] = INFINITY;                                      /* scale infinite */
+    x[128 + 1] = -0.0f;
+    /* max 127: the scale is 1 and every other level is a tie, k + 0.5 */
+    for (int i = 0; i < 32; i++) x[160 + i] = i == 0 ? 127.0f : (float)(i - 16) + 0.5f;
+}
+
+static void test_act_quantizers(void **state) {
+    (void)state;
+    const char *names[] = {"avx2", "avx512", "neon"};
+    const smoe_kernels *s = smoe_kernels_scalar();
+    const int64_t cols_list[] = {256, 96, 4096};
+    for (size_t n = 0; n < sizeof names / sizeof *names; n++) {
+        const smoe_kernels *k = smoe_kernels_by_name(names[n], NULL);
+        if (!k) continue;
+        for (int kind = SMOE_ACT_Q8; kind < SMOE_ACT_KINDS; kind++) {
+            if (k->act[kind].bytes != s->act[kind].bytes) continue; /* a layout of its own */
+            for (size_t c = 0; c < 3; c++) {
+                const int64_t cols = cols_list[c];
+                if (kind == SMOE_ACT_Q8K && cols % 256) continue;
+                const size_t nb = s->act[kind].bytes(cols);
+                float *x = malloc(4096 * sizeof(float)); /* the edge cases fill 192 */
+                uint8_t *a = aligned_alloc(64, nb), *b = aligned_alloc(64, nb);
+                assert_true(x && a && b);
+                fill_edge_x(x, cols);
+                memset(a, 0x5a, nb);
+                memset(b, 0x5a, nb);
+                s->act[kind].quantize(x, a, cols);
+                k->act[kind].quantize(x, b, cols);
+                assert_memory_equal(a, b, nb);
+                free(x);
+                free(a);
+                free(b);
+            }
+            printf("# %s activation quantizer %d: the scalar bytes\n", k->name, kind);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------
+ * A path's gemm called directly: every sub-tile (odd row counts, vectors
+ * from any position, one at a time) gives the bits of the whole tile
+ * ------------------------------------------------------------------------- */
+
+static void check_tiles(const smoe_kernels *k, uint32_t type, int64_t cols) {
+    const smoe_weight_kernel *wk = &k->w[type];
+    if (!wk->gemm || !type_fits(type, cols)) return;
+    enum { R = 11, T = 9 };
+    mat w = make_matrix(type, R, cols, 300 + type);
+    float *x = make_x(T, cols, 301 + type);
+    size_t astride = (size_t)cols * sizeof(float);
+    uint8_t *act = (uint8_t *)x, *buf = NULL;
+    if (wk->act != SMOE_ACT_F32) {
+        astride = k->act[wk->act].bytes(cols);
+        buf = aligned_alloc(64, astride * T);
+        assert_non_null(buf);
+        for (int t = 0; t < T; t++) k->act[wk->act].quantize(x + (size_t)t * cols, buf + (size_t)t * astride, cols);
+        act = buf;
+    }
+    float full[R * T], part[R * T];
+    wk->gemm(cols, w.data, w.m.row_bytes, R, act, astride, T, full, R);
+    /* splits of rows and vectors at every position */
+    const int splits[][4] = {{0, 1, 0, 1}, {3, 5, 2, 3}, {1, 7, 4, 5}, {10, 1, 8, 1}, {0, 11, 1, 7}, {2, 9, 0, 9}};
+    for (size_t s = 0; s < sizeof splits / sizeof *splits; s++) {
+        const int r0 = splits[s][0], nr = splits[s][1], t0 = splits[s][2], nt = splits[s][3];
+        for (int i = 0; i < R * T; i++) part[i] = NAN;
+        wk->gemm(cols, w.data + (size_t)r0 * w.m.row_bytes, w.m.row_bytes, nr, act + (size_t)t0 * astride, astride,
+                 nt, part + t0 * R + r0, R);
+        for (int t = t0; t < t0 + nt; t++)
+            for (int r = r0; r < r0 + nr; r++) assert_memory_equal(&part[t * R + r], &full[t * R + r], sizeof(float));
+    }
+    free(buf);
+    free(x);
+    free(w.data);
+}
+
+static void test_gemm_tiles(void **state) {
+    (void)state;
+    const char *names[] = {"scalar", "avx2", "avx512", "neon"};
+    for (size_t n = 0; n < sizeof names / sizeof *names; n++) {
+        const smoe_kernels *k = smoe_kernels_by_name(names[n], NULL);
+        if (!k) continue;
+        for (size_t ti = 0; ti < N_TYPES; ti++) {
+            check_tiles(k, types[ti], 512);
+            check_tiles(k, types[ti], 96);
+            check_tiles(k, types[ti], 100); /* float types: a tail of columns */
+        }
+        printf("# %s gemm: sub-tiles give the whole tile's bits\n", k->name);
+    }
+}
+
+/* ---------------------------------------------------------------------------
  * The driver
  * ------------------------------------------------------------------------- */
 
@@ -333,6 +435,8 @@ int main(void) {
         cmocka_unit_test(test_path_avx512),
         cmocka_unit_test(test_path_neon),
         cmocka_unit_test(test_path_best),
+        cmocka_unit_test(test_act_quantizers),
+        cmocka_unit_test(test_gemm_tiles),
         cmocka_unit_test(test_small_scratch),
         cmocka_unit_test(test_multi),
     };
