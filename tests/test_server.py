@@ -620,6 +620,29 @@ class ServerTest(unittest.TestCase):
         # and the server goes on serving
         self.assertEqual(s.post("/v1/chat/completions", chat("still there?"))[0], 200)
 
+    def test_long_prompt_prefilled_in_chunks(self):
+        """A running stream gets a token every step while a long prompt is
+        prefilled (64 prompt tokens per step by default), not one token for
+        the whole prefill."""
+        s = self.srv
+        self.wait_idle()
+        sock = self.long_stream()
+        read_until(sock, b"data: {")
+        try:
+            m0 = s.metrics()
+            prompt = list(range(1000, 2000))  # 1000 tokens no cache holds: 16 chunks of 64
+            status, r = s.post("/v1/completions", {"prompt": prompt, "max_tokens": 1})
+            m1 = s.metrics()
+            self.assertEqual(status, 200, r)
+            self.assertEqual(r["usage"]["prompt_tokens"], 1000)
+            self.assertEqual(r["usage"]["prompt_tokens_details"]["cached_tokens"], 0)
+            # the stream's tokens during the prefill: at least one per chunk but the last
+            generated = m1["smoe_generated_tokens_total"] - m0["smoe_generated_tokens_total"] - 1
+            self.assertGreaterEqual(generated, 1000 // 64 - 1)
+        finally:
+            sock.close()
+        self.wait_idle()
+
     def test_metrics(self):
         s = self.srv
         s.post("/v1/chat/completions", chat("metrics", max_tokens=3))
