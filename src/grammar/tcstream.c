@@ -96,7 +96,8 @@ static int content_byte(smoe_tcstream *s, unsigned char c, bool escaped) {
         if (s->hi) { s->hi = 0; int r = put_cp(s, 0xFFFD); if (r) return r; }
         return put_cp(s, cp);
     }
-    if (s->hi) { s->hi = 0; int r = put_cp(s, 0xFFFD); if (r) return r; }
+    /* a high surrogate not followed by \u (which may be its low half) */
+    if (s->hi && !(escaped && c == 'u')) { s->hi = 0; int r = put_cp(s, 0xFFFD); if (r) return r; }
     if (!escaped) {
         if (s->n_out + 1 > sizeof s->out) { int r = flush_out(s); if (r) return r; }
         s->out[s->n_out++] = (char)c;

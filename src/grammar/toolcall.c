@@ -295,7 +295,8 @@ static json_t *one_call(const smoe_toolset *ts, const json_t *c, size_t i, uint6
     const json_t *name = json_object_get(c, "name");
     const json_t *args = json_object_get(c, "arguments");
     const json_t *id = json_object_get(c, "id");
-    if (!json_is_object(c) || !json_is_string(name)) return smoe_errf(err, "tool call %zu: no function name", i), NULL;
+    if (!json_is_object(c) || !json_is_string(name) || strlen(json_string_value(name)) != json_string_length(name))
+        return smoe_errf(err, "tool call %zu: no function name", i), NULL;
     if (smoe_toolset_find(ts, json_string_value(name)) < 0)
         return smoe_errf(err, "tool call %zu: '%.64s' is not one of the tools", i, json_string_value(name)), NULL;
     if (args && !json_is_object(args)) return smoe_errf(err, "tool call %zu: arguments are not an object", i), NULL;

@@ -19,6 +19,7 @@
 #include "common.h"
 #include "grammar/grammar.h"
 #include "grammar/json_schema.h"
+#include "grammar/toolcall.h"
 #include "model/vocab.h"
 #include "tokenizer/tokenizer.h"
 
@@ -746,6 +747,132 @@ static void test_builder(void **state) {
     json_decref(p2);
 }
 
+/* --- tool calls: parsing whole and streamed ----------------------------- */
+
+typedef struct tc_log {
+    char text[4096];  /* "B0:name|" "A:<fragment>|" "E0|" "C:<text>|" */
+    size_t n;
+} tc_log;
+
+static int tc_ev(void *user, smoe_tcs_event ev, int index, const char *name, const char *id, const char *text,
+                 size_t len) {
+    tc_log *l = user;
+    assert_true(id == NULL || smoe_toolcall_id_valid(id));
+    int w = 0;
+    size_t room = sizeof l->text - l->n;
+    if (ev == SMOE_TCS_BEGIN) w = snprintf(l->text + l->n, room, "B%d:%s|", index, name);
+    else if (ev == SMOE_TCS_END) w = snprintf(l->text + l->n, room, "E%d|", index);
+    else w = snprintf(l->text + l->n, room, "%s%.*s|", ev == SMOE_TCS_ARGS ? "A:" : "C:", (int)len, text);
+    l->n += (size_t)w;
+    return 0;
+}
+
+/* The events of doc pushed in pieces of `step` bytes, fragments joined. */
+static int tc_stream(smoe_toolcall_format fmt, const char *doc, size_t step, char *out, size_t cap) {
+    tc_log l = {.n = 0};
+    smoe_tcstream *s = smoe_tcstream_new(fmt, 7, tc_ev, &l);
+    assert_non_null(s);
+    int rc = 0;
+    size_t n = strlen(doc);
+    for (size_t i = 0; i < n && rc == 0; i += step) rc = smoe_tcstream_push(s, doc + i, n - i < step ? n - i : step);
+    smoe_tcstream_free(s);
+    snprintf(out, cap, "%.*s", (int)l.n, l.text);
+    return rc;
+}
+
+/* Fragments joined: "B0:f|A:{|A:}|E0|" -> "B0:f{}|E0|", "C:a|C:b|" -> "C:ab|"
+ * (how they are cut depends on the piece size; what they add up to must not). */
+static void strip_joins(char *s) {
+    char *p;
+    while ((p = strstr(s, "|A:")) || (p = strstr(s + 1, "|C:"))) memmove(p, p + 3, strlen(p + 3) + 1);
+}
+
+static void test_toolcalls(void **state) {
+    (void)state;
+    char err[SMOE_ERR_SIZE];
+    json_error_t je;
+    json_t *tools = json_loads("[{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"parameters\": "
+                               "{\"type\": \"object\", \"properties\": {\"city\": {\"type\": \"string\"}}, "
+                               "\"required\": [\"city\"]}}}, {\"type\": \"function\", \"function\": {\"name\": \"now\"}}]",
+                               0, &je);
+    assert_non_null(tools);
+    smoe_toolset *ts = smoe_toolset_new(tools, err);
+    assert_non_null(ts);
+    assert_int_equal(smoe_toolset_count(ts), 2);
+
+    /* whole documents: ids kept when valid, generated otherwise */
+    const char *doc = " [{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Par\\\"is \\u00e9\"}, \"id\": \"abcDEF123\"}, "
+                      "{\"name\":\"now\",\"arguments\":{},\"id\":\"short\"}]";
+    uint64_t rng = 1;
+    smoe_toolcall_result r;
+    assert_int_equal(smoe_toolcall_parse(ts, SMOE_TOOLCALL_V3, doc, strlen(doc), &rng, false, &r, err), 0);
+    assert_int_equal(json_array_size(r.tool_calls), 2);
+    json_t *c0 = json_array_get(r.tool_calls, 0), *c1 = json_array_get(r.tool_calls, 1);
+    assert_string_equal(json_string_value(json_object_get(c0, "id")), "abcDEF123");
+    assert_true(smoe_toolcall_id_valid(json_string_value(json_object_get(c1, "id"))));
+    assert_string_not_equal(json_string_value(json_object_get(c1, "id")), "short");
+    json_t *f0 = json_object_get(c0, "function");
+    assert_string_equal(json_string_value(json_object_get(f0, "name")), "get_weather");
+    assert_string_equal(json_string_value(json_object_get(f0, "arguments")), "{\"city\":\"Par\\\"is \u00e9\"}");
+    smoe_toolcall_result_free(&r);
+    /* Ollama: arguments stay an object */
+    assert_int_equal(smoe_toolcall_parse(ts, SMOE_TOOLCALL_V3, doc, strlen(doc), &rng, true, &r, err), 0);
+    assert_true(json_is_object(json_object_get(json_object_get(json_array_get(r.tool_calls, 0), "function"), "arguments")));
+    smoe_toolcall_result_free(&r);
+    /* refused: an undeclared tool, not JSON, the wrong shape */
+    const char *bad[] = {"[{\"name\": \"rm\", \"arguments\": {}}]", "[{\"name\": ", "{\"name\": \"now\"}",
+                         "[{\"arguments\": {}}]", "[{\"name\": \"now\", \"arguments\": 5}]"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        assert_int_equal(smoe_toolcall_parse(ts, SMOE_TOOLCALL_V3, bad[i], strlen(bad[i]), &rng, false, &r, err), -1);
+    /* the object form, both answers */
+    const char *obj = "{\"content\": \"hi \\ud83d\\ude00\"}";
+    assert_int_equal(smoe_toolcall_parse(ts, SMOE_TOOLCALL_OBJECT, obj, strlen(obj), &rng, false, &r, err), 0);
+    assert_string_equal(r.content, "hi \xf0\x9f\x98\x80");
+    assert_int_equal(json_array_size(r.tool_calls), 0);
+    smoe_toolcall_result_free(&r);
+
+    /* streamed: the same events whatever the piece size */
+    char want[4096], got[4096];
+    for (size_t step = 1; step <= 40; step++) {
+        assert_int_equal(tc_stream(SMOE_TOOLCALL_V3, doc, step, got, sizeof got), 0);
+        strip_joins(got);
+        if (step == 1) strcpy(want, got);
+        else assert_string_equal(got, want);
+    }
+    assert_string_equal(want, "B0:get_weather{\"city\": \"Par\\\"is \\u00e9\"}|E0|B1:now{}|E1|");
+    const char *obj2 = " {\"tool_calls\": [{\"name\": \"now\", \"arguments\": {\"a\": [1, {\"b\": \"}]\"}]}}]}";
+    for (size_t step = 1; step <= 9; step++) {
+        assert_int_equal(tc_stream(SMOE_TOOLCALL_OBJECT, obj2, step, got, sizeof got), 0);
+        strip_joins(got);
+        assert_string_equal(got, "B0:now{\"a\": [1, {\"b\": \"}]\"}]}|E0|");
+    }
+    const char *obj3 = "{\"content\": \"a\\nb \\ud83d\\ude00 \\u00e9\\\"\"}";
+    for (size_t step = 1; step <= 9; step++) {
+        assert_int_equal(tc_stream(SMOE_TOOLCALL_OBJECT, obj3, step, got, sizeof got), 0);
+        strip_joins(got);
+        assert_string_equal(got, "C:a\nb \xf0\x9f\x98\x80 \xc3\xa9\"|");
+    }
+    /* malformed streams are refused, not crashed on */
+    const char *sbad[] = {"{", "]", "[{\"arguments\": {}}]", "[5, {}]", "[{\"name\": \"now\", \"arguments\": 5}]"};
+    for (size_t i = 0; i < sizeof sbad / sizeof *sbad; i++)
+        assert_int_equal(tc_stream(SMOE_TOOLCALL_V3, sbad[i], 1, got, sizeof got), -1);
+
+    /* tool_choice */
+    smoe_tool_choice ch;
+    json_t *named = json_pack("{s:s,s:{s:s}}", "type", "function", "function", "name", "now");
+    assert_int_equal(smoe_tool_choice_parse(ts, named, json_false(), &ch, err), 0);
+    assert_int_equal(ch.kind, SMOE_TOOLS_NAMED);
+    assert_int_equal(ch.named, 1);
+    assert_false(ch.parallel);
+    json_decref(named);
+    json_t *bad_choice = json_string("sometimes");
+    assert_int_equal(smoe_tool_choice_parse(ts, bad_choice, NULL, &ch, err), -1);
+    assert_non_null(strstr(err, "'sometimes'"));
+    json_decref(bad_choice);
+    smoe_toolset_free(ts);
+    json_decref(tools);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_types),
@@ -764,6 +891,7 @@ int main(void) {
         cmocka_unit_test(test_masks_real_vocab),
         cmocka_unit_test(test_schema_cache),
         cmocka_unit_test(test_builder),
+        cmocka_unit_test(test_toolcalls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
