@@ -30,7 +30,7 @@ def make_model(path, vocab=None, preset="tiny"):
 
 
 class Server:
-    def __init__(self, model, *args, threads=1, timeout=120):
+    def __init__(self, model, *args, threads=1, timeout=120, wait_ready=True):
         cmd = [SMOE, "serve", "-m", model, "--port", "0", "-t", str(threads), *map(str, args)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True, errors="replace")
@@ -40,7 +40,8 @@ class Server:
         self.reader.start()
         m = self.wait_for(r"listening on http://\S+:(\d+)$", timeout)
         self.port = int(m.group(1))
-        self.wait_for(r"smoe serve: ready", timeout)
+        if wait_ready:
+            self.wait_for(r"smoe serve: ready", timeout)
 
     def _read(self):
         for line in self.proc.stderr:

@@ -885,7 +885,36 @@ class FlagsTest(unittest.TestCase):
             self.assertEqual(status, 200, r)
             self.assertEqual(r["usage"]["completion_tokens"], 32)
         finally:
-            srv.check_clean_exit(self, srv.stop())
+            srv.check_clean_exit(self, srv.stop(signal.SIGINT))  # SIGINT exits 0 as SIGTERM does
+
+    def test_health_503_while_loading(self):
+        """The server listens before it loads the model.  A FIFO as the model
+        file holds the load (open() waits for a writer) for as long as the
+        test wants; the test then opens and closes the FIFO, and the load
+        fails cleanly (not a GGUF file)."""
+        fifo = self.dir.file("loading.gguf")
+        os.mkfifo(fifo)
+        srv = Server(fifo, wait_ready=False)
+        try:
+            status, hdrs, _ = srv.request("GET", "/health")
+            self.assertEqual(status, 503)
+            status, hdrs, data = srv.request("POST", "/v1/chat/completions", chat("hi"))
+            self.assertEqual(status, 503)
+            self.assertEqual(hdrs.get("retry-after"), "1")
+            self.assertEqual(json.loads(data)["error"]["code"], "loading")
+            status, r = srv.post("/api/generate", {"model": "tiny", "prompt": "x"})
+            self.assertEqual(status, 503)
+            self.assertIsInstance(r["error"], str)
+            self.assertEqual(srv.request("GET", "/")[0], 200)  # liveness, not readiness
+        finally:
+            with open(fifo, "wb"):
+                pass  # lets the load go on (and fail)
+            rc = srv.proc.wait(60)
+            srv.reader.join(10)
+        log = srv.log()
+        self.assertEqual(rc, 1, log)
+        self.assertNotIn("Sanitizer", log)
+        self.assertNotIn("runtime error", log)
 
     def test_max_connections(self):
         srv = Server(self.model, "--max-connections", 2)
