@@ -479,6 +479,25 @@ class ServerTest(unittest.TestCase):
         status, load = s.post("/api/generate", {"model": "tiny"})
         self.assertEqual((status, load["done"], load["done_reason"]), (200, True, "load"))
 
+    def test_ollama_every_option(self):
+        s = self.srv
+        opts = {"num_ctx": 2048, "num_predict": 6, "temperature": 0.9, "top_k": 30, "top_p": 0.95, "min_p": 0.01,
+                "repeat_penalty": 1.1, "repeat_last_n": 32, "presence_penalty": 0.2, "frequency_penalty": 0.3,
+                "seed": 11, "stop": ["\u0001never"], "num_thread": 2}
+        body = {"model": "tiny", "prompt": "Options", "stream": False, "options": opts}
+        status, a = s.post("/api/generate", body)
+        self.assertEqual(status, 200, a)
+        self.assertEqual(a["eval_count"], 6)
+        self.assertEqual(s.post("/api/generate", body)[1]["response"], a["response"])  # seeded
+        for key in opts:
+            if key == "stop":
+                continue
+            with self.subTest(option=key):
+                bad = dict(body, options=dict(opts, **{key: "x"}))
+                status, r = s.post("/api/generate", bad)
+                self.assertEqual(status, 400, r)
+                self.assertIn(key, r["error"])
+
     def test_ollama_chat(self):
         s = self.srv
         body = {"model": "tiny:latest", "messages": [{"role": "user", "content": "Hello"}],
