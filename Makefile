@@ -2,7 +2,8 @@
 #
 #   make              build/smoe and the unit tests
 #   make SAN=1        the same with AddressSanitizer + UBSan, in build-san/
-#   make test         run the whole suite on the plain and the sanitizer build
+#   make test         run the whole suite on the plain and the sanitizer build,
+#                     and the arm64 build under qemu when installed (mk/arm64.mk)
 
 CC      ?= cc
 PYTHON  ?= /usr/bin/python3
@@ -62,7 +63,8 @@ $(BUILD)/test_%: $(BUILD)/tests/unit/test_%.o $(BUILD)/libsmoe.a
 
 test: all
 	$(MAKE) SAN=1 all
-	$(PYTHON) tests/run.py build build-san
+	$(MAKE) --no-print-directory arm64-if-installed
+	$(PYTHON) tests/run.py build build-san $(ARM64_BUILD)
 
 test-plain: all
 	$(PYTHON) tests/run.py build

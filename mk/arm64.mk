@@ -11,8 +11,10 @@
 # The code targets baseline ARMv8-A, of which NEON is part, so the binaries
 # run on any 64-bit ARM Linux; the kernels that use the dot-product
 # extension (SDOT) are chosen at run time from getauxval(AT_HWCAP)
-# (src/kernels/simd_neon.c).  The unit tests run twice: under qemu's
-# `-cpu max`, which has SDOT, and `-cpu cortex-a72`, which lacks it.
+# (src/kernels/simd_neon.c).  The unit tests run under qemu's `-cpu max`,
+# which has SDOT, and test_kernels (every kernel against the scalar path)
+# and the end-to-end check again under `-cpu cortex-a72`, which lacks it:
+# the other binaries do not depend on the CPU model, and emulation is slow.
 #
 # What it needs: the cross compiler and qemu (Debian packages
 # gcc-aarch64-linux-gnu and qemu-user), and apt knowing the arm64
@@ -28,10 +30,12 @@
 # libraries.
 #
 # The build directory gets a file `runner`: the command prefixes that run
-# its binaries, one a line.  tests/run.py reads it: a build directory with a
-# runner gets its unit binaries (under each prefix) and the end-to-end
-# check, not the Python suite.  `make test` builds arm64 when the toolchain
-# is installed and otherwise reports the arm64 tests as skipped.
+# its binaries, one a line, optionally followed by `|` and the only unit
+# binaries to run under that one.  tests/run.py reads it: a build directory
+# with a runner gets its unit binaries (under each prefix) and the
+# end-to-end check, not the Python suite.  `make test` builds arm64 when the
+# toolchain is installed and otherwise removes build-arm64, whose binaries
+# cannot run here, so that tests/run.py reports it as skipped.
 
 ARM64_CC      ?= aarch64-linux-gnu-gcc
 ARM64_BUILD   ?= build-arm64
@@ -61,7 +65,8 @@ else
 	@$(MAKE) --no-print-directory BUILD=$(ARM64_BUILD) CC=$(ARM64_CC) SAN= \
 	    CFLAGS="$(ARM64_CFLAGS) -isystem $(ARM64_SYSROOT)/usr/include" \
 	    LDFLAGS="$(ARM64_LIBDIRS:%=-L%) -Wl,-rpath-link,$(ARM64_RPATH)" all
-	@printf '%s\n' "$(ARM64_QEMU_RUN) -cpu max" "$(ARM64_QEMU_RUN) -cpu cortex-a72" > $(ARM64_BUILD)/runner
+	@printf '%s\n' "$(ARM64_QEMU_RUN) -cpu max" "$(ARM64_QEMU_RUN) -cpu cortex-a72 | test_kernels" \
+	    > $(ARM64_BUILD)/runner
 endif
 
 # The package list is resolved by apt from its current lists, so the
@@ -78,12 +83,13 @@ $(ARM64_SYSROOT)/.done: mk/arm64.mk
 	rm -rf $(ARM64_BUILD)/debs
 	touch $@
 
-# For `make test`: build when the toolchain is there; otherwise drop any old
-# runner file so that tests/run.py reports the arm64 build as skipped.
+# For `make test`: build when the toolchain is there; otherwise remove an
+# old arm64 build (without qemu its binaries cannot run) so that
+# tests/run.py reports it as skipped.
 arm64-if-installed:
 ifeq ($(ARM64_HAVE),)
 	@echo "$(ARM64_MISSING); its tests are skipped"
-	@rm -f $(ARM64_BUILD)/runner
+	@rm -rf $(ARM64_BUILD)
 else
 	@$(MAKE) --no-print-directory arm64
 endif

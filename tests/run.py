@@ -8,10 +8,13 @@ and every Python test module tests/test_*.py (unittest, with SMOE_BIN set to
 that build's smoe).  Ends with the line 'N passed, N failed, N skipped'.
 
 A cross build (build-arm64, mk/arm64.mk) has a file `runner` with the
-command prefixes that run its binaries (qemu), one a line: its unit binaries
-run under each, then the end-to-end check against this machine's build/smoe
-(tests/cross_check.py); the Python suite is not run on it.  A build
-directory that does not exist is reported as skipped.
+command prefixes that run its binaries (qemu), one a line, each optionally
+followed by `|` and the names of the only unit binaries to run under it:
+its unit binaries run under each, and the end-to-end check against this
+machine's build/smoe (tests/cross_check.py); the Python suite is not run on
+it.  Emulation is slow, so these runs go side by side, one per CPU core,
+and are reported in order.  A build directory that does not exist is
+reported as skipped.
 """
 import glob
 import importlib.util
@@ -21,15 +24,23 @@ import subprocess
 import sys
 import time
 import unittest
+from concurrent.futures import ThreadPoolExecutor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_unit_binary(path, env, tally, prefix=(), tag=""):
+def exec_unit_binary(path, env, prefix=()):
+    """The finished process, or None when it timed out."""
     env = dict(env, CMOCKA_MESSAGE_OUTPUT="TAP")
     try:
-        p = subprocess.run([*prefix, path], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        return subprocess.run([*prefix, path], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     except subprocess.TimeoutExpired:
+        return None
+
+
+def run_unit_binary(path, env, tally, prefix=(), tag="", done=None):
+    p = done.result() if done is not None else exec_unit_binary(path, env, prefix)
+    if p is None:
         tally.fail(f"{path}{tag}: timed out")
         return
     seen = 0
@@ -70,6 +81,23 @@ class Tally:
     def skip(self, name, why=""):
         self.skipped += 1
         print(f"SKIP [{self.label}] {name} {why}", flush=True)
+
+
+class Deferred:
+    """Records a Tally's calls from another thread, to replay them in order."""
+
+    def __init__(self):
+        self.calls = []
+
+    def ok(self, *a):
+        self.calls.append(("ok", a))
+
+    def fail(self, *a):
+        self.calls.append(("fail", a))
+
+    def replay(self, tally):
+        for name, a in self.calls:
+            getattr(tally, name)(*a)
 
 
 class TallyResult(unittest.TestResult):
@@ -136,13 +164,24 @@ def main():
             sys.path.insert(0, os.path.join(ROOT, "tests"))
             import cross_check
             with open(runners) as f:
-                prefixes = [shlex.split(line) for line in f if line.strip()]
-            for prefix in prefixes:
-                tag = f" ({' '.join(prefix[prefix.index('-cpu'):][:2])})" if "-cpu" in prefix else ""
-                for binary in sorted(glob.glob(os.path.join(ROOT, build, "test_*"))):
-                    if os.access(binary, os.X_OK) and not binary.endswith(".o"):
-                        run_unit_binary(binary, dict(os.environ), tally, prefix, tag)
-                cross_check.run(build, prefix, tag, tally)
+                lines = [shlex.split(line) for line in f if line.strip()]
+            binaries = [b for b in sorted(glob.glob(os.path.join(ROOT, build, "test_*")))
+                        if os.access(b, os.X_OK) and not b.endswith(".o")]
+            with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+                plan = []  # per runner line: its tag, (binary, future) pairs, the end-to-end check
+                for line in lines:
+                    prefix = line[:line.index("|")] if "|" in line else line
+                    only = line[line.index("|") + 1:] if "|" in line else None
+                    tag = f" ({' '.join(prefix[prefix.index('-cpu'):][:2])})" if "-cpu" in prefix else ""
+                    runs = [(b, pool.submit(exec_unit_binary, b, dict(os.environ), prefix))
+                            for b in binaries if only is None or os.path.basename(b) in only]
+                    check = Deferred()
+                    plan.append((tag, prefix, runs, check, pool.submit(cross_check.run, build, prefix, tag, check)))
+                for tag, prefix, runs, check, done in plan:
+                    for binary, future in runs:
+                        run_unit_binary(binary, None, tally, prefix, tag, future)
+                    done.result()
+                    check.replay(tally)
             continue
         env = dict(os.environ, SMOE_BIN=os.path.join(ROOT, build, "smoe"), SMOE_BUILD=build)
         os.environ.update(SMOE_BIN=env["SMOE_BIN"], SMOE_BUILD=build)
