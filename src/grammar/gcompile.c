@@ -520,7 +520,7 @@ int gr_compile(const gast *a, smoe_grammar *g, char *err) {
     }
     /* CSR */
     int32_t N = b.n_states;
-    qsort(b.edges, b.n_edges, sizeof *b.edges, cmp_bedge);
+    if (b.n_edges > 1) qsort(b.edges, b.n_edges, sizeof *b.edges, cmp_bedge); /* edges is NULL when there are none */
     g->n_states = N;
     g->edge_off = calloc((size_t)N + 1, sizeof *g->edge_off);
     g->edges = malloc((b.n_edges + 1) * sizeof *g->edges);

@@ -297,7 +297,9 @@ static int read_char(parser *p, uint32_t *cp) {
     case 'u': digits = 4; break;
     case 'U': digits = 8; break;
     default: {
-        char s[2] = {e, 0};
+        char s[8]; /* the byte as text, or as \xHH when not printable ASCII (messages are UTF-8) */
+        if ((uint8_t)e >= 0x20 && (uint8_t)e < 0x7F) snprintf(s, sizeof s, "%c", e);
+        else snprintf(s, sizeof s, "x%02X", (uint8_t)e);
         return perr(p, "unknown escape '\\%s'", s);
     }
     }

@@ -359,6 +359,12 @@ SERVER = [
     (4, {"content": "Hello world", "add_special": True, "with_pieces": True}),
     (5, {"tokens": [1, 2, 3, 258, -1]}),
     (6, {"model": "fuzz-model", "verbose": True}),
+    (0, {"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}}),
+    (0 | 16, {"messages": [{"role": "user", "content": "x"}], "stream": True,
+              "response_format": {"type": "json_schema", "json_schema": {"name": "p", "strict": True, "schema": {
+                  "type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}}}}),
+    (3, {"model": "fuzz-model", "messages": [{"role": "user", "content": "x"}], "stream": False,
+         "format": {"type": "array", "items": {"type": "string", "maxLength": 3}}}),
 ]
 
 
