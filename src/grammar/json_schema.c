@@ -61,8 +61,13 @@ static int where_err(smoe_jsg *b, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (b->path[0]) return smoe_errf(b->err, "schema at %.300s: %s", b->path, msg);
-    return smoe_errf(b->err, "schema: %s", msg);
+    if (b->path[0]) smoe_errf(b->err, "schema at %.300s: %s", b->path, msg);
+    else smoe_errf(b->err, "schema: %s", msg);
+    /* schema strings (names, types, paths) may hold control characters:
+     * the message stays one line */
+    for (char *c = b->err; c && *c; c++)
+        if ((unsigned char)*c < 0x20) *c = ' ';
+    return -1;
 }
 
 static size_t path_push(smoe_jsg *b, const char *seg) {
