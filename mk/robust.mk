@@ -88,3 +88,9 @@ endif
 
 .PHONY: allocfail tsan test-tsan
 -include $(AF_OBJ:.o=.d) $(TSAN_OBJ:.o=.d) $(SERVER_SRC:%.c=$(FUZZ_BUILD)/%.d)
+
+robust-clean:
+	rm -rf $(AF_BUILD) $(TSAN_BUILD)
+
+clean: robust-clean
+.PHONY: robust-clean
