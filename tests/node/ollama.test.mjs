@@ -132,6 +132,12 @@ test('errors', async () => {
     (e) => e.status_code === 400 && /temperature/.test(e.error));
   await assert.rejects(ollama.chat({ model, messages: [{ role: 'wizard', content: 'x' }] }), (e) => e.status_code === 400);
   await assert.rejects(ollama.generate({ model, prompt: 'x', format: 'yaml' }), (e) => e.status_code === 400);
+  // a body over --max-body (8 MiB): 413 in Ollama's shape, not a connection reset mid-upload
+  await assert.rejects(ollama.generate({ model, prompt: 'x'.repeat(9 << 20), stream: false }), (e) => {
+    assert.equal(e.status_code, 413, String(e));
+    assert.match(e.error, /larger than/);
+    return true;
+  });
 });
 
 test('API key through headers', async () => {
