@@ -75,6 +75,17 @@ typedef struct q8x_quad {
     int32_t ns[16];
 } q8x_quad;
 
+/* Levels of 16 floats: v * id rounded to nearest even (VCVTPS2DQ, as the
+ * scalar lrintf), clamped to +-127 first so that NaN (an infinite input
+ * times a zero scale too) gives -127 as in the scalar quantizer.  The max
+ * and min keep the constant when v is NaN (they return their second
+ * operand then); for the same reason the absolute maxima above put the
+ * running maximum second, so that a NaN input never becomes the maximum. */
+ALWAYS __m512i levels16(__m512 v, __m512 id) {
+    v = _mm512_max_ps(_mm512_mul_ps(v, id), _mm512_set1_ps(-127.0f));
+    return _mm512_cvtps_epi32(_mm512_min_ps(v, _mm512_set1_ps(127.0f)));
+}
+
 static size_t q8x_bytes(int64_t cols) { return (size_t)((cols / 32 + 3) / 4) * sizeof(q8x_quad); }
 
 static void q8x_quantize(const float *x, void *dst, int64_t cols) {
@@ -85,11 +96,10 @@ static void q8x_quantize(const float *x, void *dst, int64_t cols) {
         q8x_quad *o = &qd[b / 4];
         const int s = (int)(b % 4);
         const __m512 x0 = _mm512_loadu_ps(x + 32 * b), x1 = _mm512_loadu_ps(x + 32 * b + 16);
-        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+        const __m512 m = _mm512_max_ps(_mm512_abs_ps(x1), _mm512_max_ps(_mm512_abs_ps(x0), _mm512_setzero_ps()));
+        const float amax = _mm512_reduce_max_ps(m);
         const __m512 id = _mm512_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
-        /* nearest, ties to even, like the scalar quantizer's lrintf */
-        const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, id));
-        const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, id));
+        const __m512i q0 = levels16(x0, id), q1 = levels16(x1, id);
         _mm_storeu_si128((__m128i *)(void *)(o->lo + 16 * s), _mm512_cvtsepi32_epi8(q0));
         _mm_storeu_si128((__m128i *)(void *)(o->hi + 16 * s), _mm512_cvtsepi32_epi8(q1));
         _mm_storeu_ps(o->d + 4 * s, _mm_set1_ps(amax / 127.0f));
@@ -105,11 +115,11 @@ static void q8k_quantize(const float *x, void *dst, int64_t cols) {
     int16_t *bsum = (int16_t *)(void *)(d + nk);
     for (int64_t b = 0; b < nk; b++, x += 256, q += 256) {
         __m512 m = _mm512_setzero_ps();
-        for (int j = 0; j < 16; j++) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(x + 16 * j)));
+        for (int j = 0; j < 16; j++) m = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + 16 * j)), m);
         const float amax = _mm512_reduce_max_ps(m);
         const __m512 id = _mm512_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
         for (int j = 0; j < 16; j++) {
-            const __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * j), id));
+            const __m512i v = levels16(_mm512_loadu_ps(x + 16 * j), id);
             _mm_storeu_si128((__m128i *)(q + 16 * j), _mm512_cvtsepi32_epi8(v));
             bsum[16 * b + j] = (int16_t)_mm512_reduce_add_epi32(v);
         }
