@@ -40,6 +40,7 @@ struct smoe_sched_job {
     smoe_sched_job *prev, *next;
     smoe_gmatch *gm;          /* constrained decoding: the document so far */
     uint64_t *mask;           /* its allowed tokens (n_vocab bits) */
+    bool armed;               /* the grammar constrains (no trigger, or the trigger was sampled) */
 };
 
 struct smoe_sched {
@@ -217,6 +218,7 @@ smoe_sched_job *smoe_sched_submit(smoe_sched *s, const int32_t *prompt, int32_t 
         if (!s->gvocab && !(s->gvocab = smoe_gvocab_new(s->tok, err))) { job_free(j); return NULL; }
         if (!(j->mask = calloc(words > tw ? words : tw, sizeof *j->mask))) goto oom;
         if (!(j->gm = smoe_gmatch_new(p->grammar, s->gvocab, err))) { job_free(j); return NULL; }
+        j->armed = p->grammar_trigger <= 0;
     }
     memcpy(j->prompt, prompt, (size_t)n * sizeof *prompt);
     for (int32_t i = 0; i < n; i++) smoe_sampler_accept(j->smp, prompt[i]);
@@ -332,7 +334,7 @@ static void next_token(smoe_sched *s, smoe_sched_job *j, float *row) {
     if (j->p.max_tokens == 0) { finish(s, j, SMOE_JOB_LENGTH, ""); return; }
     if (j->p.top_logprobs >= 0) memcpy(s->raw, row, (size_t)s->n_vocab * sizeof(float));
     int32_t t;
-    if (j->gm) {
+    if (j->gm && j->armed) {
         /* the document must be complete by the last token this job may write */
         int32_t left = s->n_ctx - sl->toks.n;
         if (j->p.max_tokens >= 0 && j->p.max_tokens - j->st.n_generated < left) left = j->p.max_tokens - j->st.n_generated;
@@ -351,6 +353,12 @@ static void next_token(smoe_sched *s, smoe_sched_job *j, float *row) {
         finish(s, j, SMOE_JOB_STOP, "");
         return;
     }
+    if (j->gm && !j->armed && t == j->p.grammar_trigger) {
+        /* the text before the trigger goes out first, so the token callback
+         * marks exactly where the constrained document begins */
+        if (flush_text(j) < 0) { finish(s, j, SMOE_JOB_ERROR, "out of memory"); return; }
+        j->armed = true;
+    }
     smoe_sampler_accept(j->smp, t);
     j->st.n_generated++;
     if (j->ev.token) j->ev.token(j->user, t);
@@ -368,7 +376,7 @@ static void next_token(smoe_sched *s, smoe_sched_job *j, float *row) {
         return;
     }
     bool full = sl->toks.n >= s->n_ctx;
-    if (j->gm && smoe_gmatch_complete(j->gm) && !smoe_gmatch_can_continue(j->gm)) {
+    if (j->gm && j->armed && smoe_gmatch_complete(j->gm) && !smoe_gmatch_can_continue(j->gm)) {
         /* the document is complete and nothing can follow: stop here */
         r = flush_text(j);
         if (r < 0) finish(s, j, SMOE_JOB_ERROR, "out of memory");

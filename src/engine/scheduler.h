@@ -67,6 +67,13 @@ typedef struct smoe_job_params {
      * stops once the document is complete and nothing can follow.  NULL:
      * none.  Borrowed: the job keeps its own matcher and reference. */
     struct smoe_grammar *grammar;
+    /* With a grammar: a token (a control token such as Mistral's
+     * [TOOL_CALLS]) that arms it.  Until the job samples this token,
+     * generation is free; the text before it is flushed (held-back bytes
+     * and stop-string prefixes included) before the token callback reports
+     * it, and from the next token on the grammar constrains the rest.
+     * 0: none, the grammar applies from the first token. */
+    int32_t grammar_trigger;
 } smoe_job_params;
 
 typedef struct smoe_logprob {

@@ -36,6 +36,7 @@
 #include "../common.h"
 #include "server.h"
 #include "structured.h"
+#include "tools.h"
 
 void olm_error(srv_reply *rep, int status, const char *fmt, ...) {
     char msg[600];
@@ -240,6 +241,12 @@ static void start(srv *s, const json_t *b, srv_reply *rep, srv_request *r, const
         srv_request_unref(r);
         return;
     }
+    char tparam[40]; /* "tools": constrained calls (tools.h) */
+    if (r->api == API_OLLAMA_CHAT && srv_tools_setup(s, b, r, tparam, ferr)) {
+        olm_error(rep, 400, "%s", ferr);
+        srv_request_unref(r);
+        return;
+    }
     const json_t *m = json_object_get(b, "model");
     r->model = strdup(json_string_value(m) ? json_string_value(m) : s->ollama_name);
     if (!r->model) {
@@ -377,7 +384,12 @@ void olm_chat(srv *s, json_t *b, srv_reply *rep) {
     srv_perr e = {0};
     char err[SMOE_ERR_SIZE];
     if (options(s, b, r, &e)) goto bad;
-    if (srv_render_chat(s, msgs, json_object_get(b, "tools"), &r->prompt, err)) {
+    json_t *hist = srv_tools_ollama_history(msgs); /* ids for calls and results (tools.h) */
+    if (!hist) { srv_perr_set(&e, "messages", "out of memory"); goto bad; }
+    int rc = srv_tools_check_history(hist, err);
+    if (!rc) rc = srv_render_chat(s, hist, json_object_get(b, "tools"), &r->prompt, err);
+    json_decref(hist);
+    if (rc) {
         srv_perr_set(&e, "messages", "%s", err);
         goto bad;
     }
@@ -424,6 +436,7 @@ static void write_line(srv_request *r, json_t *o, bool finished) {
 void olm_on_text(srv_choice *c, const char *text, size_t len) {
     srv_request *r = c->req;
     if (len == 0) return;
+    if (r->tools && srv_tools_on_text(c, text, len, false, NULL)) return; /* the call document */
     if (!r->stream) {
         sbuf_add(&c->text, text, len);
         return;
@@ -454,9 +467,21 @@ void olm_on_done(srv_request *r) {
         free(rep.body);
         return;
     }
+    const char *rest = NULL;
+    size_t rest_len = 0;
+    json_t *calls = r->tools ? srv_tools_calls(c, true, &rest, &rest_len) : NULL;
+    if (r->stream && (calls || rest)) { /* the calls (or a document cut short) in a line of their own */
+        json_t *line = base(r);
+        set_text(r, line, rest ? rest : "", rest_len);
+        if (calls) json_object_set(json_object_get(line, "message"), "tool_calls", calls);
+        json_object_set_new(line, "done", json_false());
+        write_line(r, line, false);
+    } else if (rest) sbuf_add(&c->text, rest, rest_len);
     json_t *o = base(r);
     if (r->stream) set_text(r, o, "", 0);
     else set_text(r, o, c->text.p ? c->text.p : "", c->text.len);
+    if (calls && !r->stream) json_object_set(json_object_get(o, "message"), "tool_calls", calls);
+    json_decref(calls);
     json_object_set_new(o, "done", json_true());
     json_object_set_new(o, "done_reason", json_string(st->finish == SMOE_JOB_LENGTH ? "length" : "stop"));
     if (r->api == API_OLLAMA_GENERATE) {

@@ -26,6 +26,7 @@
 #include "../common.h"
 #include "server.h"
 #include "structured.h"
+#include "tools.h"
 
 void oai_error(srv_reply *rep, int status, const char *type, const char *param, const char *code, const char *fmt, ...) {
     char msg[600];
@@ -264,7 +265,8 @@ static void generate(srv *s, json_t *b, srv_reply *rep, srv_api api) {
             goto bad_request;
         }
         char err[SMOE_ERR_SIZE];
-        if (srv_render_chat(s, msgs, json_object_get(b, "tools"), &r->prompt, err)) {
+        if (srv_tools_check_history(msgs, err) ||
+            srv_render_chat(s, msgs, json_object_get(b, "tools"), &r->prompt, err)) {
             srv_perr_set(&e, "messages", "%s", err);
             goto bad_request;
         }
@@ -272,6 +274,11 @@ static void generate(srv *s, json_t *b, srv_reply *rep, srv_api api) {
     { /* response_format: a grammar the scheduler enforces (structured.h) */
         char err[SMOE_ERR_SIZE], param[40];
         if (srv_structured_openai(b, &r->params.grammar, param, err)) {
+            srv_perr_set(&e, param, "%s", err);
+            goto bad_request;
+        }
+        /* tools: a grammar too, armed by [TOOL_CALLS] or from the start (tools.h) */
+        if (chat && srv_tools_setup(s, b, r, param, err)) {
             srv_perr_set(&e, param, "%s", err);
             goto bad_request;
         }
@@ -444,6 +451,21 @@ void oai_on_text(srv_choice *c, const char *text, size_t len, const smoe_token_l
     srv_request *r = c->req;
     srv *s = r->srv;
     if (len == 0 && (n_lp == 0 || !r->logprobs)) return;
+    json_t *deltas = NULL;
+    if (r->tools && srv_tools_on_text(c, text, len, r->stream, &deltas)) {
+        /* the call document: streamed as tool_calls deltas, else parsed at the end */
+        size_t i;
+        json_t *item;
+        json_array_foreach(deltas, i, item) {
+            json_t *ch = chunk_choice(c, NULL, 0, NULL, NULL), *d = json_object(), *a = json_array();
+            json_array_append(a, item);
+            json_object_set_new(d, "tool_calls", a);
+            json_object_set_new(ch, "delta", d);
+            write_chunk(r, ch);
+        }
+        json_decref(deltas);
+        return;
+    }
     if (r->stream) {
         json_t *l = NULL;
         if (r->logprobs) {
@@ -468,7 +490,8 @@ void oai_on_text(srv_choice *c, const char *text, size_t len, const smoe_token_l
 }
 
 static const char *finish_reason(const srv_choice *c) {
-    return c->st.finish == SMOE_JOB_LENGTH ? "length" : "stop";
+    if (c->st.finish == SMOE_JOB_LENGTH) return "length";
+    return c->req->tools && srv_tools_called(c) ? "tool_calls" : "stop";
 }
 
 void oai_on_choice_done(srv_choice *c) {
@@ -532,9 +555,15 @@ void oai_on_done(srv_request *r) {
         json_object_set_new(ch, "index", json_integer(i));
         if (is_chat(r)) {
             json_t *m = json_object();
+            const char *rest = NULL;
+            size_t rest_len = 0;
+            json_t *calls = r->tools ? srv_tools_calls(c, false, &rest, &rest_len) : NULL;
+            if (rest) sbuf_add(&c->text, rest, rest_len); /* a call document cut short: as text */
             json_object_set_new(m, "role", json_string("assistant"));
-            json_object_set_new(m, "content", srv_json_text(c->text.p ? c->text.p : "", c->text.len));
+            if (calls && !c->text.len) json_object_set_new(m, "content", json_null()); /* only calls */
+            else json_object_set_new(m, "content", srv_json_text(c->text.p ? c->text.p : "", c->text.len));
             json_object_set_new(m, "refusal", json_null());
+            if (calls) json_object_set_new(m, "tool_calls", calls);
             json_object_set_new(ch, "message", m);
             if (r->logprobs) {
                 json_t *l = json_object();
@@ -547,7 +576,10 @@ void oai_on_done(srv_request *r) {
             if (r->logprobs) json_object_set(ch, "logprobs", c->lp ? c->lp : json_null());
             else json_object_set_new(ch, "logprobs", json_null());
         }
-        json_object_set_new(ch, "finish_reason", json_string(finish_reason(c)));
+        const char *fr = finish_reason(c);
+        if (is_chat(r) && r->tools && !strcmp(fr, "tool_calls") && !json_object_get(json_object_get(ch, "message"), "tool_calls"))
+            fr = "stop"; /* the document did not parse: plain text */
+        json_object_set_new(ch, "finish_reason", json_string(fr));
         json_array_append_new(choices, ch);
     }
     json_object_set_new(o, "choices", choices);

@@ -184,6 +184,7 @@ struct srv_request {
     bool ollama_empty_load;       /* (unused by the engine) */
     double t_received_ms;
     char endpoint[40];
+    struct srv_tools *tools;      /* function calling (tools.h); NULL: none */
 
     /* output, shared between the engine (producer) and the response reader */
     pthread_mutex_t mu;

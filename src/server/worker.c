@@ -20,6 +20,7 @@
 #include "../common.h"
 #include "server.h"
 #include "../grammar/grammar.h"
+#include "tools.h"
 
 /* ---------------------------------------------------------------------------
  * Requests
@@ -73,7 +74,8 @@ void srv_request_unref(srv_request *r) {
     for (int i = 0; i < SRV_MAX_STOPS; i++) free(r->stops[i]);
     free(r->bias);
     free(r->model);
-    smoe_grammar_free(r->params.grammar); /* response_format (structured.h) */
+    smoe_grammar_free(r->params.grammar); /* response_format (structured.h) or tools */
+    srv_tools_free(r->tools);
     smoe_tokens_free(&r->prompt);
     sbuf_free(&r->out);
     close(r->efd);
@@ -139,6 +141,7 @@ static void ev_token(void *user, int32_t id) {
     srv *s = c->req->srv;
     double now = srv_now_ms();
     if (c->req->api == API_OLLAMA_GENERATE) smoe_tokens_push(&c->gen_ids, id); /* for "context" */
+    if (c->req->tools) srv_tools_on_token(c, id); /* [TOOL_CALLS] opens the call document */
     pthread_mutex_lock(&s->metrics.mu);
     s->metrics.generated++;
     if (c->t_last_token > 0) srv_metrics_observe(&s->metrics.itl, (now - c->t_last_token) / 1e3);
