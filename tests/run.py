@@ -30,10 +30,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def exec_unit_binary(path, env, prefix=()):
-    """The finished process, or None when it timed out."""
+    """The finished process, or None when it timed out.  Under an emulator
+    (a prefix) the limit is longer: qemu computes floating point in software,
+    and test_kernels takes minutes of CPU there, more on a shared machine."""
     env = dict(env, CMOCKA_MESSAGE_OUTPUT="TAP")
     try:
-        return subprocess.run([*prefix, path], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        return subprocess.run([*prefix, path], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=1800 if prefix else 600)
     except subprocess.TimeoutExpired:
         return None
 
