@@ -119,16 +119,46 @@ class ToolsTest(unittest.TestCase):
         self.assertNotIn("tool_calls", ch["message"])
         self.assertEqual(ch["finish_reason"], "length")
 
+    def test_text_before_the_trigger_is_content(self):
+        # a moderate bias on [TOOL_CALLS]: the model writes a few tokens first
+        # (for this synthetic model and these seeds), then calls
+        bias = dict(NO_EOS, **{"5": 10})
+        both = 0
+        for seed in (1, 2, 3):
+            ch = self.chat(tool_choice="auto", seed=seed, max_tokens=60, logit_bias=bias)
+            calls = ch["message"].get("tool_calls")
+            if calls:
+                self.check_calls(calls)
+                self.assertEqual(ch["finish_reason"], "tool_calls")
+                both += bool(ch["message"]["content"])
+            status, _, events, done = self.srv.sse("/v1/chat/completions", body(
+                tool_choice="auto", seed=seed, max_tokens=60, logit_bias=bias, stream=True))
+            text, streamed = "", {}
+            for ev in events:
+                for c in ev["choices"]:
+                    text += c["delta"].get("content") or ""
+                    for tc in c["delta"].get("tool_calls", []):
+                        streamed.setdefault(tc["index"], ["", ""])
+                        streamed[tc["index"]][0] += tc["function"].get("name", "")
+                        streamed[tc["index"]][1] += tc["function"].get("arguments", "")
+            self.assertEqual(text, ch["message"]["content"] or "")
+            self.assertEqual([(n, json.loads(a)) for n, a in streamed.values()],
+                             [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in calls or []])
+        self.assertGreater(both, 0, "no seed gave both content and calls")
+
     def test_stream_reassembles_to_the_same_calls(self):
-        for choice in ("required", {"type": "function", "function": {"name": "get_weather"}}):
+        trigger = dict(NO_EOS, **{"5": 100})  # auto: [TOOL_CALLS] first, then the grammar
+        for choice, bias in (("required", NO_EOS), ({"type": "function", "function": {"name": "get_weather"}}, NO_EOS),
+                             ("auto", trigger)):
             for seed in (1, 2):
-                ch = self.chat(tool_choice=choice, seed=seed)
+                ch = self.chat(tool_choice=choice, seed=seed, logit_bias=bias)
                 # the streamed fragments are the model's own text, the
                 # non-streamed arguments are re-serialized: same JSON value
                 want = [(c["function"]["name"], json.loads(c["function"]["arguments"]))
                         for c in ch["message"]["tool_calls"]]
                 status, _, events, done = self.srv.sse("/v1/chat/completions",
-                                                       body(tool_choice=choice, seed=seed, stream=True))
+                                                       body(tool_choice=choice, seed=seed, stream=True,
+                                                            logit_bias=bias))
                 self.assertEqual(status, 200)
                 self.assertTrue(done)
                 calls, finish = {}, None
