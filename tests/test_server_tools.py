@@ -83,11 +83,26 @@ class ToolsTest(unittest.TestCase):
         return r["choices"][0]
 
     def test_required_gives_valid_calls(self):
+        counts = []
         for seed in range(1, 7):
             ch = self.chat(tool_choice="required", seed=seed)
             self.assertEqual(ch["finish_reason"], "tool_calls", ch)
             self.assertIsNone(ch["message"]["content"])
-            self.check_calls(ch["message"]["tool_calls"])
+            counts.append(len(self.check_calls(ch["message"]["tool_calls"])))
+        self.assertGreater(max(counts), 1, "parallel calls are allowed by default: some seed should make several")
+
+    def test_cut_short_by_max_tokens(self):
+        # too few tokens for a whole call: no tool_calls, the partial
+        # document comes back as content, finish_reason length
+        ch = self.chat(tool_choice="required", max_tokens=3)
+        self.assertEqual(ch["finish_reason"], "length")
+        self.assertNotIn("tool_calls", ch["message"])
+        self.assertTrue(ch["message"]["content"].lstrip().startswith("[{"), ch)
+        status, _, events, done = self.srv.sse("/v1/chat/completions", body(tool_choice="required", max_tokens=8,
+                                                                            stream=True))
+        self.assertEqual(status, 200)
+        self.assertTrue(done)
+        self.assertEqual([c["finish_reason"] for e in events for c in e["choices"] if c["finish_reason"]], ["length"])
 
     def test_parallel_false_gives_one_call(self):
         for seed in range(1, 4):
