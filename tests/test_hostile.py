@@ -13,8 +13,9 @@ Sizes are scaled down to fit about a minute in CI and under ASan; the
 environment sets the full sizes of the issue (SMOE_HOSTILE_FULL=1 sets them
 all at once):
     SMOE_HOSTILE_SLOWLORIS  slowloris connections (4; full 32)
-    SMOE_HOSTILE_SLOW_BYTES bytes each sends, one a second... (3; full 20)
+    SMOE_HOSTILE_SLOW_BYTES header bytes each sends, one a second (3; full 20)
     SMOE_HOSTILE_CONNS      connections opened at once (300; full 1000)
+    SMOE_HOSTILE_MAX_CONNECTIONS  the server's --max-connections then (32; full 128)
     SMOE_HOSTILE_BODY       body announced and sent, bytes (256 MiB; full 1 GiB)
     SMOE_HOSTILE_REQUESTS   requests sent against the queue (1000; full 10000)
 Latencies are measured and printed, never asserted (shared CI machines);
@@ -213,7 +214,7 @@ class ConnectionFlood(HostileBase):
         limit is served (kept alive), the rest refused; afterwards /health
         answers again and the fds come back."""
         n = param("SMOE_HOSTILE_CONNS", 300, 1000)
-        limit = 32
+        limit = param("SMOE_HOSTILE_MAX_CONNECTIONS", 32, 128)
         srv = self.start("--max-connections", limit, "--timeout", 30)
         fd0 = self.idle_fds(srv)
         socks = []
