@@ -89,9 +89,12 @@ class ChatTest(unittest.TestCase):
                 sample = os.path.join(GOLDEN, folder, "sample.json")
                 want = self.golden(folder, 1)
                 if want is None:
-                    # only the tool conversation lacks a v1 rendering: v1 has no tools
+                    # only the tool conversation lacks a v1 rendering (v1 has no tool
+                    # tokens): smoe renders it in its own documented form (test_v1_tools)
                     self.assertEqual(folder, "get_weather_full")
-                    self.fails(V1, sample, "this chat format (v1) has no tool support", fmt="v1")
+                    ids = self.render(V1, sample, "v1")
+                    self.assertEqual(ids[0], BOS)
+                    self.assertNotIn(TOOL_CALLS, ids)  # id 5 is plain text in v1, not a control token
                 else:
                     self.assertEqual(self.render(V1, sample, "v1"), want)
 
@@ -309,14 +312,84 @@ class ChatTest(unittest.TestCase):
 
     def test_bad_requests_v1(self):
         u = {"role": "user", "content": "hi"}
-        call = {"id": "abcdefghi", "function": {"name": "f", "arguments": "{}"}}
-        self.fails(V1, {"messages": [u], "tools": [{"type": "function", "function": {"name": "f"}}]},
-                   "this chat format (v1) has no tool support", fmt="v1")
-        self.fails(V1, {"messages": [u, {"role": "assistant", "tool_calls": [call]},
-                                     {"role": "tool", "tool_call_id": "abcdefghi", "content": "1"}]},
-                   "messages[1]: this chat format (v1) has no tool support", fmt="v1")
+        f = [{"type": "function", "function": {"name": "f"}}]
+        self.fails(V1, {"messages": [u], "tools": f, "tool_choice": {"type": "function", "function": {"name": "g"}}},
+                   "g", fmt="v1")
+        self.fails(V1, {"messages": [u], "tools": [{"type": "function", "function": {
+            "name": "f", "parameters": {"type": "string"}}}]}, "tools", fmt="v1")
+        self.fails(V1, {"messages": [u, {"role": "assistant", "tool_calls": [
+            {"function": {"name": "f", "arguments": "{"}}]}, {"role": "tool", "content": "1"}]},
+            "messages[1].tool_calls[0].function.arguments: not valid JSON", fmt="v1")
         # an empty tools list is fine in v1
         self.assertEqual(self.render(V1, {"messages": [u], "tools": []}, "v1"), [BOS] + self.text(V1, "[INST] hi [/INST]"))
+
+    # v1 with tools (smoe's own form; chat.h) -----------------------------------
+
+    @staticmethod
+    def v1_tool_prompt(tools, choice="auto", parallel=True):
+        """smoe_toolcall_object_prompt's text (toolcall.c)."""
+        s = ("You can call these functions (JSON Schema of their arguments included):\n" +
+             json.dumps(tools, separators=(",", ":"), ensure_ascii=False) + "\n")
+        if isinstance(choice, dict):
+            s += f"Call the function {choice['function']['name']}.\n"
+        s += ('Answer with one JSON object and nothing else: {"tool_calls": [{"name": <function name>, '
+              '"arguments": {<arguments>}}]} to call ' + ("one or more functions" if parallel else "one function"))
+        if choice == "auto":
+            s += ', or {"content": <your answer as text>} to answer without calling one'
+        return s + "."
+
+    V1_TOOLS = [{"type": "function", "function": {"name": "add", "description": "Adds é", "parameters": {
+        "type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}}}}]
+
+    def v1_conversation(self, **kw):
+        return dict({"tools": self.V1_TOOLS, "messages": [
+            {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Add 2 and 3"},
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "abc123DEF", "type": "function", "function": {"name": "add", "arguments": "{\"a\": 2, \"b\": 3}"}},
+                {"type": "function", "function": {"name": "add", "arguments": {"a": 1}}}]},
+            {"role": "tool", "tool_call_id": "abc123DEF", "content": "5"},
+            {"role": "tool", "content": "not json"},
+            {"role": "assistant", "content": "It is 5."}, {"role": "user", "content": "Thanks"}]}, **kw)
+
+    def test_v1_tools(self):
+        """The tools instruction joins the system prompt on the FIRST user turn;
+        calls are {"tool_calls": [...]} + </s>, consecutive results one user turn
+        {"tool_results": [...]}, answers in words {"content": ...} + </s>."""
+        t = lambda s: self.text(V1, s)
+        calls = json.dumps({"tool_calls": [{"name": "add", "arguments": {"a": 2, "b": 3}, "id": "abc123DEF"},
+                                           {"name": "add", "arguments": {"a": 1}}]})
+        results = json.dumps({"tool_results": [{"content": 5, "call_id": "abc123DEF"}, {"content": "not json"}]})
+        for choice, parallel in (("auto", True), ("required", False),
+                                 ({"type": "function", "function": {"name": "add"}}, True)):
+            with self.subTest(choice=choice):
+                req = self.v1_conversation(tool_choice=choice, parallel_tool_calls=parallel)
+                first = "[INST] Be brief.\n\n" + self.v1_tool_prompt(self.V1_TOOLS, choice, parallel) + "\n\nAdd 2 and 3 [/INST]"
+                want = ([BOS] + t(first) + t(calls) + [EOS] + t("[INST] " + results + " [/INST]") +
+                        t(json.dumps({"content": "It is 5."})) + [EOS] + t("[INST] Thanks [/INST]"))
+                self.assertEqual(self.render(V1, req, "v1"), want)
+
+    def test_v1_tools_none(self):
+        """tool_choice none: no instruction, answers in words stay plain text;
+        the history's calls and results keep their form."""
+        t = lambda s: self.text(V1, s)
+        calls = json.dumps({"tool_calls": [{"name": "add", "arguments": {"a": 2, "b": 3}, "id": "abc123DEF"},
+                                           {"name": "add", "arguments": {"a": 1}}]})
+        results = json.dumps({"tool_results": [{"content": 5, "call_id": "abc123DEF"}, {"content": "not json"}]})
+        want = ([BOS] + t("[INST] Be brief.\n\nAdd 2 and 3 [/INST]") + t(calls) + [EOS] +
+                t("[INST] " + results + " [/INST]") + t("It is 5.") + [EOS] + t("[INST] Thanks [/INST]"))
+        self.assertEqual(self.render(V1, self.v1_conversation(tool_choice="none"), "v1"), want)
+        self.assertEqual(self.render(V1, dict(self.v1_conversation(), tools=[]), "v1"), want)
+
+    def test_v1_tools_prefix(self):
+        """With tools the v1 prompt still extends turn by turn: R1 + the answer as
+        the model writes it ({"content": ...}) + </s> starts R2."""
+        req = self.v1_conversation()
+        msgs = req["messages"][:5]
+        r1 = self.render(V1, dict(req, messages=msgs), "v1")
+        r2 = self.render(V1, dict(req, messages=msgs + [{"role": "assistant", "content": "Five."},
+                                                         {"role": "user", "content": "ok"}]), "v1")
+        extended = r1 + self.text(V1, '{"content": "Five."}') + [EOS]
+        self.assertEqual(r2[:len(extended)], extended)
 
     def test_bad_files(self):
         self.fails(V3, self.write(b'{"messages": [{"role": "user", "content": "caf\xe9"}]}', raw=True),

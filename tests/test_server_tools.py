@@ -12,7 +12,7 @@ import json
 import os
 import unittest
 
-from server_lib import EOS, V3_VOCAB, Server, make_model
+from server_lib import EOS, V1_VOCAB, V3_VOCAB, Server, make_model
 from smoe_testlib import Workdir
 
 try:
@@ -21,6 +21,7 @@ except ImportError:  # validation is skipped, the shapes are still checked
     jsonschema = None
 
 HAVE_V3 = os.path.exists(V3_VOCAB)
+HAVE_V1 = os.path.exists(V1_VOCAB)
 NO_EOS = {str(EOS): -100}
 
 WEATHER = {"type": "function", "function": {
@@ -263,6 +264,157 @@ class ToolsTest(unittest.TestCase):
         ob["messages"] = ob["messages"] + [{"role": "assistant", "content": "", "tool_calls": bare}] + results
         status, r = self.srv.post("/api/chat", ob)
         self.assertEqual(status, 200, r)
+
+
+def sse_message(events):
+    """A streamed chat choice reassembled: content, [(name, arguments value)], finish_reason."""
+    text, calls, finish = "", {}, None
+    for ev in events:
+        for c in ev["choices"]:
+            d = c["delta"]
+            text += d.get("content") or ""
+            for tc in d.get("tool_calls", []):
+                i = tc["index"]
+                if i not in calls:
+                    assert tc["type"] == "function" and len(tc["id"]) == 9, tc
+                    calls[i] = [tc["function"]["name"], tc["function"].get("arguments", "")]
+                else:
+                    assert "name" not in tc["function"], tc
+                    calls[i][1] += tc["function"]["arguments"]
+            finish = c["finish_reason"] or finish
+    assert sorted(calls) == list(range(len(calls))), calls
+    return text, [(calls[i][0], json.loads(calls[i][1])) for i in sorted(calls)], finish
+
+
+@unittest.skipUnless(HAVE_V1, "needs ../shared/tokenizers/mistral-v1.model")
+class V1ToolsTest(unittest.TestCase):
+    """Models without tool tokens (the v1 vocabulary of Mixtral 8x7B): the
+    tools instruction is in the prompt and the whole answer is constrained to
+    {"tool_calls": [...]} or (auto) {"content": "..."} (tools.h)."""
+
+    check_calls = ToolsTest.check_calls
+    chat = ToolsTest.chat
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = Workdir()
+        os.mkdir(cls.dir.file("v1"))  # the model id is the file name: "tiny"
+        cls.model = make_model(cls.dir.file("v1/tiny.gguf"), V1_VOCAB)
+        cls.srv = Server(cls.model, "--parallel", 2, "--ctx-size", 2048, "--max-tokens", 400)
+
+    tearDownClass = classmethod(ToolsTest.tearDownClass.__func__)
+
+    def test_required_gives_valid_calls(self):
+        for seed in range(1, 5):
+            ch = self.chat(tool_choice="required", seed=seed)
+            self.assertEqual(ch["finish_reason"], "tool_calls", ch)
+            self.assertIsNone(ch["message"]["content"])
+            self.check_calls(ch["message"]["tool_calls"])
+        ch = self.chat(tool_choice={"type": "function", "function": {"name": "add"}}, parallel_tool_calls=False)
+        self.assertEqual([c["function"]["name"] for c in self.check_calls(ch["message"]["tool_calls"])], ["add"])
+
+    def test_auto_gives_calls_or_content(self):
+        kinds = set()
+        for seed in range(1, 7):
+            ch = self.chat(tool_choice="auto", seed=seed)
+            m = ch["message"]
+            kinds.add(ch["finish_reason"])
+            if ch["finish_reason"] == "tool_calls":
+                self.assertIsNone(m["content"])
+                self.check_calls(m["tool_calls"])
+            elif ch["finish_reason"] == "stop":  # {"content": ...}: its text only
+                self.assertNotIn("tool_calls", m)
+                self.assertIsInstance(m["content"], str)
+                self.assertFalse(m["content"].lstrip().startswith('{"content"'), m)
+            else:  # cut short: the partial object comes back as it is
+                self.assertEqual(ch["finish_reason"], "length")
+                self.assertNotIn("tool_calls", m)
+                self.assertTrue(m["content"].lstrip().startswith("{"), m)
+        # this synthetic model (seeds 1..6) takes both branches of the object
+        self.assertLessEqual({"tool_calls", "stop"}, kinds)
+
+    def test_none_gives_plain_text_without_the_instruction(self):
+        ch = self.chat(tool_choice="none", max_tokens=6)
+        self.assertNotIn("tool_calls", ch["message"])
+        self.assertIsInstance(ch["message"]["content"], str)
+        self.assertEqual(ch["finish_reason"], "length")
+        _, with_tools = self.srv.post("/v1/chat/completions", body(tool_choice="required", max_tokens=1))
+        _, without = self.srv.post("/v1/chat/completions", body(tool_choice="none", max_tokens=1))
+        _, no_tools = self.srv.post("/v1/chat/completions", body(tools=[], max_tokens=1))
+        self.assertEqual(without["usage"]["prompt_tokens"], no_tools["usage"]["prompt_tokens"])
+        self.assertGreater(with_tools["usage"]["prompt_tokens"], without["usage"]["prompt_tokens"] + 50)
+
+    def test_stream_equals_non_streamed(self):
+        compared = 0
+        for choice in ("required", "auto", {"type": "function", "function": {"name": "get_weather"}}):
+            for seed in (1, 2, 3):
+                ch = self.chat(tool_choice=choice, seed=seed)
+                status, _, events, done = self.srv.sse("/v1/chat/completions",
+                                                       body(tool_choice=choice, seed=seed, stream=True))
+                self.assertEqual(status, 200)
+                self.assertTrue(done)
+                text, calls, finish = sse_message(events)
+                self.assertEqual(finish, ch["finish_reason"])
+                if finish == "length":
+                    continue  # the partial object: raw text vs the decoded part of "content"
+                compared += 1
+                want = [(c["function"]["name"], json.loads(c["function"]["arguments"]))
+                        for c in ch["message"].get("tool_calls", [])]
+                self.assertEqual(calls, want)
+                self.assertEqual(text, ch["message"]["content"] or "")
+        self.assertGreaterEqual(compared, 3)
+
+    def test_round_trip_with_tool_results(self):
+        ch = self.chat(tool_choice="required", parallel_tool_calls=False)
+        call = ch["message"]["tool_calls"][0]
+        msgs = body()["messages"] + [
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": call["id"], "content": "22 degrees"}]
+        for choice in ("auto", "required"):
+            ch2 = self.chat(messages=msgs, tool_choice=choice, seed=5)
+            if ch2["finish_reason"] == "tool_calls":
+                self.check_calls(ch2["message"]["tool_calls"])
+            else:
+                self.assertNotEqual(choice, "required")
+                self.assertIsInstance(ch2["message"]["content"], str)
+        ch3 = self.chat(messages=msgs + [{"role": "assistant", "content": "It is 22."},
+                                         {"role": "user", "content": "And Rome?"}], tool_choice="none", max_tokens=4)
+        self.assertIsInstance(ch3["message"]["content"], str)
+        bad = msgs[:-1] + [{"role": "tool", "tool_call_id": "zzzzzzzzz", "content": "x"}]
+        status, r = self.srv.post("/v1/chat/completions", body(messages=bad))
+        self.assertEqual(status, 400, r)
+
+    def test_ollama_tool_calls_as_objects(self):
+        ob = {"model": "tiny", "messages": body()["messages"], "tools": TOOLS, "stream": False,
+              "options": {"seed": 4, "num_predict": 200}, "tool_choice": "required"}
+        status, r = self.srv.post("/api/chat", ob)
+        self.assertEqual(status, 200, r)
+        calls = r["message"]["tool_calls"]
+        self.assertGreaterEqual(len(calls), 1)
+        for c in calls:
+            self.assertIsInstance(c["function"]["arguments"], dict)
+            if jsonschema:
+                jsonschema.validate(c["function"]["arguments"], SCHEMAS[c["function"]["name"]])
+        ob["stream"] = True  # the calls in one line when the object is complete
+        status, _, lines = self.srv.ndjson("/api/chat", ob)
+        self.assertEqual(status, 200)
+        self.assertTrue(lines[-1]["done"])
+        streamed = [c for ln in lines for c in ln.get("message", {}).get("tool_calls", [])]
+        self.assertEqual([(c["function"]["name"], c["function"]["arguments"]) for c in streamed],
+                         [(c["function"]["name"], c["function"]["arguments"]) for c in calls])
+        self.assertEqual("".join(ln["message"]["content"] for ln in lines), "")
+        # auto (Ollama's only mode): calls, or the object's content as text
+        ob.pop("tool_choice")
+        ob["stream"] = False
+        bare = [{"function": c["function"]} for c in calls]
+        results = [{"role": "tool", "content": "22", "tool_name": c["function"]["name"]} for c in calls]
+        ob["messages"] = ob["messages"] + [{"role": "assistant", "content": "", "tool_calls": bare}] + results
+        status, r = self.srv.post("/api/chat", ob)
+        self.assertEqual(status, 200, r)
+        if r["message"].get("tool_calls"):
+            self.assertEqual(r["message"]["content"], "")
+        elif r["done_reason"] == "stop":
+            self.assertFalse(r["message"]["content"].lstrip().startswith('{"content"'), r)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "../common.h"
+#include "../grammar/toolcall.h"
 
 /* ------------------------------------------------------------------------
  * A growable byte string
@@ -369,6 +370,7 @@ typedef struct {
     sbuf system;       /* system prompts joined */
     size_t n_system;
     json_t *tools;     /* normalised tools array, or NULL when none */
+    char *tool_prompt; /* v1 with tools (tool_choice not none): the instruction */
 } conv;
 
 static void conv_free(conv *c) {
@@ -380,6 +382,7 @@ static void conv_free(conv *c) {
     free(c->turns);
     sb_free(&c->system);
     json_decref(c->tools);
+    free(c->tool_prompt);
     memset(c, 0, sizeof *c);
 }
 
@@ -534,14 +537,30 @@ static int read_tool_call(const json_t *tc, const char *where, json_t *calls, ch
     return json_array_append_new(calls, o) ? oom(err) : 0;
 }
 
+/* v1 has no tool tokens: the tools go into the prompt as an instruction
+ * (toolcall.h's OBJECT format), which depends on tool_choice; none means no
+ * instruction at all. */
+static int v1_tool_prompt(const json_t *req, const json_t *tools, conv *c, char *err) {
+    char e[SMOE_ERR_SIZE];
+    smoe_toolset *ts = smoe_toolset_new(tools, e);
+    if (!ts) return smoe_errf(err, "%s", e);
+    smoe_tool_choice ch;
+    int rc = 0;
+    if (smoe_tool_choice_parse(ts, json_object_get(req, "tool_choice"), json_object_get(req, "parallel_tool_calls"), &ch,
+                               e))
+        rc = smoe_errf(err, "%s", e);
+    else if (ch.kind != SMOE_TOOLS_NONE && !(c->tool_prompt = smoe_toolcall_object_prompt(ts, &ch, e)))
+        rc = smoe_errf(err, "%s", e);
+    smoe_toolset_free(ts);
+    return rc;
+}
+
 /* tools -> the normalised array (NULL when none). */
 static int read_tools(const json_t *req, conv *c, char *err) {
     const json_t *tools = json_object_get(req, "tools");
     if (is_absent(tools)) return 0;
     if (!json_is_array(tools)) return smoe_errf(err, "tools: must be an array");
     if (json_array_size(tools) == 0) return 0;
-    if (c->fmt == SMOE_CHAT_V1)
-        return smoe_errf(err, "tools: this chat format (v1) has no tool support; use v3 or leave 'tools' out");
     if (!(c->tools = json_array())) return oom(err);
     char tb[80];
     for (size_t i = 0; i < json_array_size(tools); i++) {
@@ -585,7 +604,7 @@ static int read_tools(const json_t *req, conv *c, char *err) {
         }
         if (json_array_append_new(c->tools, o)) return oom(err);
     }
-    return 0;
+    return c->fmt == SMOE_CHAT_V1 ? v1_tool_prompt(req, tools, c, err) : 0;
 }
 
 /* Which roles may follow which (the reference validator's table). */
@@ -633,8 +652,6 @@ static int read_request(const json_t *req, conv *c, char *err) {
                              role_names[prev],
                              r == ROLE_TOOL ? " (tool results follow the assistant message that made the calls)" :
                              prev == ROLE_TOOL ? " (after tool results comes an assistant message)" : "");
-        if (r == ROLE_TOOL && c->fmt == SMOE_CHAT_V1)
-            return smoe_errf(err, "%s: this chat format (v1) has no tool support (tool message)", where);
         if ((r == ROLE_ASSISTANT || r == ROLE_USER) && pending_calls)
             return smoe_errf(err, "%s: messages[%zu] made tool calls that have no tool result (%zu missing)", where,
                              calls_from, pending_calls);
@@ -668,7 +685,7 @@ static int read_request(const json_t *req, conv *c, char *err) {
                 sb_free(&text);
                 return smoe_errf(err, "%s.name: must be a string", where);
             }
-            if (!json_is_string(id)) {
+            if (!json_is_string(id) && !(c->fmt == SMOE_CHAT_V1 && is_absent(id))) {
                 sb_free(&text);
                 return smoe_errf(err, "%s: %s (the v3 format names the call each result answers)", where,
                                  is_absent(id) ? "tool_call_id is missing" : "tool_call_id must be a string");
@@ -684,7 +701,7 @@ static int read_request(const json_t *req, conv *c, char *err) {
             turn *t = conv_add(c, ROLE_TOOL, i);
             json_t *o = json_object();
             if (!t || !o || !val || json_object_set_new(o, "content", val) ||
-                json_object_set_new(o, "call_id", json_deep_copy(id))) {
+                (json_is_string(id) && json_object_set_new(o, "call_id", json_deep_copy(id)))) {
                 json_decref(o);
                 return oom(err);
             }
@@ -703,11 +720,6 @@ static int read_request(const json_t *req, conv *c, char *err) {
                 n_calls = json_array_size(tcs);
             }
             if (r == ROLE_ASSISTANT) {
-                if (n_calls && c->fmt == SMOE_CHAT_V1) {
-                    sb_free(&text);
-                    return smoe_errf(err, "%s: this chat format (v1) has no tool support (assistant tool_calls)",
-                                     where);
-                }
                 if (n_calls && n_parts) {
                     sb_free(&text);
                     return smoe_errf(err, "%s: an assistant message has either content or tool_calls, not both",
@@ -806,6 +818,24 @@ static int put_json(enc *e, const json_t *j) {
     return rc;
 }
 
+/* One v1 user-side turn: "[INST] " + text + " [/INST]" as one segment. */
+static int put_inst(enc *e, const sbuf *s) {
+    if (s->oom) return oom(e->err);
+    return put_text(e, s->p, s->n);
+}
+
+/* json.dumps({key: v}) as one text segment (v1 tool turns). */
+static int put_json_as(enc *e, const char *key, json_t *v) {
+    json_t *o = json_object();
+    if (!o || json_object_set(o, key, v)) {
+        json_decref(o);
+        return oom(e->err);
+    }
+    int rc = put_json(e, o);
+    json_decref(o);
+    return rc;
+}
+
 static int render_v1(enc *e, const conv *c) {
     size_t first_user = 0;
     while (c->turns[first_user].role != ROLE_USER) first_user++;
@@ -818,12 +848,49 @@ static int render_v1(enc *e, const conv *c) {
                 sb_put(&s, c->system.p, c->system.n);
                 sb_put(&s, "\n\n", 2);
             }
+            if (k == first_user && c->tool_prompt) { /* after the system prompt: both stay on turn 1 */
+                sb_str(&s, c->tool_prompt);
+                sb_put(&s, "\n\n", 2);
+            }
             sb_put(&s, t->text.p, t->text.n);
             sb_str(&s, " [/INST]");
-            int rc = s.oom ? oom(e->err) : put_text(e, s.p, s.n);
+            int rc = put_inst(e, &s);
             sb_free(&s);
             if (rc) return -1;
-        } else { /* assistant: validation guarantees text and no calls */
+        } else if (t->role == ROLE_TOOL) {
+            /* consecutive results share one turn: {"tool_results": [...]} */
+            json_t *all = json_array();
+            if (!all) return oom(e->err);
+            for (; k < c->n_turns && c->turns[k].role == ROLE_TOOL; k++)
+                if (json_array_append(all, c->turns[k].result)) {
+                    json_decref(all);
+                    return oom(e->err);
+                }
+            k--;
+            json_t *o = json_object();
+            char *js = NULL;
+            size_t n = 0;
+            if (o && !json_object_set(o, "tool_results", all)) js = smoe_json_dumps_py(o, false, &n, e->err);
+            else oom(e->err);
+            json_decref(o);
+            json_decref(all);
+            if (!js) return -1;
+            sbuf s = {0};
+            sb_str(&s, "[INST] ");
+            sb_put(&s, js, n);
+            sb_str(&s, " [/INST]");
+            free(js);
+            int rc = put_inst(e, &s);
+            sb_free(&s);
+            if (rc) return -1;
+        } else if (t->calls) { /* what the model writes under the tools grammar */
+            if (put_json_as(e, "tool_calls", t->calls) || put_id(e, e->v->eos_id)) return -1;
+        } else if (c->tool_prompt) { /* an answer in words is {"content": ...} then */
+            json_t *txt = json_stringn_nocheck(t->text.p ? t->text.p : "", t->text.n);
+            int rc = txt ? put_json_as(e, "content", txt) : oom(e->err);
+            json_decref(txt);
+            if (rc || put_id(e, e->v->eos_id)) return -1;
+        } else {
             if (put_answer(e, t, t->text.n) || put_id(e, e->v->eos_id)) return -1;
         }
     }

@@ -6,10 +6,26 @@
  *       brackets are PLAIN TEXT: each user turn is the text
  *       "[INST] " + content + " [/INST]" encoded as one segment (so "[INST]"
  *       becomes the pieces "▁[", "INST", "]"), each assistant turn is its
- *       content encoded on its own followed by the </s> id.  No tools.
+ *       content encoded on its own followed by the </s> id.
  *         <s>▁[INST]▁u1▁[/INST]▁a1</s>▁[INST]▁u2▁[/INST]
  *       System prompts are joined and put in front of the FIRST user turn:
  *       "[INST] " + system + "\n\n" + content + " [/INST]".
+ *       Tools (v1 has no tool tokens; smoe's own form, not mistral-common's):
+ *       - with a non-empty "tools" and "tool_choice" other than "none", the
+ *         instruction smoe_toolcall_object_prompt() (toolcall.h; it depends
+ *         on tool_choice and parallel_tool_calls) goes on the FIRST user turn
+ *         after the system prompt: "[INST] " + system + "\n\n" +
+ *         instruction + "\n\n" + content + " [/INST]" (system part only
+ *         when there is one), and an assistant turn with text is rendered
+ *         as the model writes it then: json.dumps({"content": text}) + </s>;
+ *       - an assistant turn with tool calls (always, tools or not) is
+ *         json.dumps({"tool_calls": [{"name", "arguments", "id"?}, ...]}) +
+ *         </s>, the calls normalised as for v3;
+ *       - consecutive tool messages make one user turn "[INST] " +
+ *         json.dumps({"tool_results": [{"content": C, "call_id": ID}, ...]})
+ *         + " [/INST]", C as for v3, "call_id" left out when the message
+ *         has no tool_call_id (optional in v1);
+ *       so the prefix property below holds with tools too.
  *
  *   v3  Mixtral 8x22B Instruct.  Control tokens are spliced in by id, looked
  *       up by piece name in the vocabulary ([INST] 3, [/INST] 4,
@@ -87,8 +103,9 @@
  *     that OpenAI-style ids work, and a server may map ids itself;
  *   - "tools": absent, null or an array of {"type": "function", "function":
  *     {"name", "description"?, "parameters"? (an object)}};
- *   - v1: non-empty "tools", tool calls or tool messages give "this chat
- *     format (v1) has no tool support ..."; an empty "tools" array is fine.
+ *   - v1 with non-empty "tools": the tools pass smoe_toolset_new() and
+ *     "tool_choice" / "parallel_tool_calls" smoe_tool_choice_parse()
+ *     (toolcall.h), whose errors are the render's.
  *   - v3 needs the vocabulary's [INST] and [/INST] pieces, and the tool
  *     pieces when the request uses tools;
  *   - a tool message's "name", when present, must be a string (it is not

@@ -387,7 +387,7 @@ void olm_chat(srv *s, json_t *b, srv_reply *rep) {
     json_t *hist = srv_tools_ollama_history(msgs); /* ids for calls and results (tools.h) */
     if (!hist) { srv_perr_set(&e, "messages", "out of memory"); goto bad; }
     int rc = srv_tools_check_history(hist, err);
-    if (!rc) rc = srv_render_chat(s, hist, json_object_get(b, "tools"), &r->prompt, err);
+    if (!rc) rc = srv_render_chat(s, hist, b, &r->prompt, err);
     json_decref(hist);
     if (rc) {
         srv_perr_set(&e, "messages", "%s", err);

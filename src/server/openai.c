@@ -266,7 +266,7 @@ static void generate(srv *s, json_t *b, srv_reply *rep, srv_api api) {
         }
         char err[SMOE_ERR_SIZE];
         if (srv_tools_check_history(msgs, err) ||
-            srv_render_chat(s, msgs, json_object_get(b, "tools"), &r->prompt, err)) {
+            srv_render_chat(s, msgs, b, &r->prompt, err)) {
             srv_perr_set(&e, "messages", "%s", err);
             goto bad_request;
         }
@@ -457,6 +457,10 @@ void oai_on_text(srv_choice *c, const char *text, size_t len, const smoe_token_l
         size_t i;
         json_t *item;
         json_array_foreach(deltas, i, item) {
+            if (json_is_string(item)) { /* v1's {"content": ...} decoded as it streams (tools.c) */
+                write_chunk(r, chunk_choice(c, json_string_value(item), json_string_length(item), NULL, NULL));
+                continue;
+            }
             json_t *ch = chunk_choice(c, NULL, 0, NULL, NULL), *d = json_object(), *a = json_array();
             json_array_append(a, item);
             json_object_set_new(d, "tool_calls", a);

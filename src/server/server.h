@@ -331,8 +331,9 @@ double srv_wall_s(void);                      /* CLOCK_REALTIME */
  * case-insensitive match of either)? */
 bool srv_model_matches(const srv *s, const char *name);
 /* Strip SMOE_CHAT_GENERATED_IDS (and render): the prompt tokens of an
- * OpenAI-style request with messages (and tools).  Returns 0, or -1 with a
- * message for a 400. */
-int srv_render_chat(srv *s, const json_t *messages, const json_t *tools, smoe_tokens *out, char *err);
+ * OpenAI-style request with messages (and the body's tools, tool_choice and
+ * parallel_tool_calls: the v1 format's tool instruction depends on them).
+ * Returns 0, or -1 with a message for a 400. */
+int srv_render_chat(srv *s, const json_t *messages, const json_t *body, smoe_tokens *out, char *err);
 
 #endif

@@ -68,7 +68,7 @@ void tok_tokenize(srv *s, json_t *b, srv_reply *rep) {
             fail(rep, "messages", "%s", "too many messages");
             return;
         }
-        if (srv_render_chat(s, msgs, json_object_get(b, "tools"), &t, err)) {
+        if (srv_render_chat(s, msgs, b, &t, err)) {
             smoe_tokens_free(&t); /* a failed render may have grown it */
             fail(rep, "messages", "%s", err);
             return;

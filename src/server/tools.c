@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../chat/chat.h"
 #include "../common.h"
 #include "../grammar/toolcall.h"
 
@@ -19,6 +20,7 @@ typedef struct tc_choice {
     smoe_tcstream *tcs;   /* streaming parser (streamed OpenAI chat only) */
     json_t *deltas;       /* delta items made by the current push */
     uint64_t seed;        /* ids of this choice */
+    char *content;        /* OBJECT format: the parsed {"content": ...} */
 } tc_choice;
 
 struct srv_tools {
@@ -36,6 +38,7 @@ void srv_tools_free(srv_tools *t) {
         sbuf_free(&t->ch[i].doc);
         smoe_tcstream_free(t->ch[i].tcs);
         json_decref(t->ch[i].deltas);
+        free(t->ch[i].content);
     }
     free(t->ch);
     smoe_toolset_free(t->ts);
@@ -56,6 +59,10 @@ static int32_t find_piece(const smoe_vocab *v, const char *piece) {
 static int on_event(void *user, smoe_tcs_event ev, int index, const char *name, const char *id, const char *text,
                     size_t len) {
     tc_choice *c = user;
+    if (ev == SMOE_TCS_CONTENT) { /* OBJECT format: a JSON string item stands for content */
+        if (len) json_array_append_new(c->deltas, srv_json_text(text, len));
+        return 0;
+    }
     json_t *item = NULL, *fn = json_object();
     if (ev == SMOE_TCS_BEGIN) {
         item = json_object();
@@ -103,8 +110,10 @@ int srv_tools_setup(srv *s, const json_t *body, srv_request *r, char *param, cha
         return smoe_errf(err, "%s", e);
     }
     if (tc.kind == SMOE_TOOLS_NONE) { smoe_toolset_free(ts); return 0; }
-    int32_t trig = find_piece(smoe_tokenizer_vocab(s->tok), "[TOOL_CALLS]");
-    if (trig <= 0) {
+    /* v1 (no tool tokens): the whole answer is the JSON object document */
+    bool object = s->chat_format == SMOE_CHAT_V1;
+    int32_t trig = object ? 0 : find_piece(smoe_tokenizer_vocab(s->tok), "[TOOL_CALLS]");
+    if (!object && trig <= 0) {
         smoe_toolset_free(ts);
         return smoe_errf(err, "tools: this model's vocabulary has no [TOOL_CALLS] token");
     }
@@ -122,9 +131,9 @@ int srv_tools_setup(srv *s, const json_t *body, srv_request *r, char *param, cha
     }
     t->ts = ts;
     t->choice = tc;
-    t->fmt = SMOE_TOOLCALL_V3;
+    t->fmt = object ? SMOE_TOOLCALL_OBJECT : SMOE_TOOLCALL_V3;
     t->n = r->n;
-    t->trigger = tc.kind == SMOE_TOOLS_AUTO ? trig : 0;
+    t->trigger = tc.kind == SMOE_TOOLS_AUTO && !object ? trig : 0;
     r->tools = t; /* freed with the request from here on */
     if (!(r->params.grammar = smoe_toolcall_grammar(ts, &tc, t->fmt, e))) return smoe_errf(err, "%s", e);
     r->params.grammar_trigger = t->trigger;
@@ -251,6 +260,9 @@ bool srv_tools_on_text(srv_choice *c, const char *text, size_t len, bool stream_
 bool srv_tools_called(const srv_choice *c) {
     tc_choice *tc = state(c);
     if (!tc || !tc->in_doc) return false;
+    /* OBJECT: the document may be {"content": ...}; n_begun counts calls
+     * streamed, or parsed by srv_tools_calls */
+    if (c->req->tools->fmt == SMOE_TOOLCALL_OBJECT) return tc->n_begun > 0;
     return tc->tcs ? tc->n_begun > 0 : tc->doc.len > 0;
 }
 
@@ -268,6 +280,14 @@ json_t *srv_tools_calls(srv_choice *c, bool args_object, const char **rest, size
         return NULL;
     }
     json_t *calls = json_incref(res.tool_calls);
+    if (res.content) { /* OBJECT format's answer in words: the caller's text */
+        free(tc->content);
+        tc->content = res.content;
+        res.content = NULL;
+        *rest = tc->content;
+        *rest_len = strlen(tc->content);
+    }
+    if (!tc->tcs && calls) tc->n_begun = (int)json_array_size(calls);
     smoe_toolcall_result_free(&res);
     if (calls && json_array_size(calls) == 0) { json_decref(calls); return NULL; }
     return calls;

@@ -14,8 +14,14 @@
  * Text that belongs to the call document never reaches the content: it is
  * parsed into tool_calls at the end, or streamed as tool-call deltas.
  *
- * Models without tool tokens: the chat renderer refuses tools (v1), so they
- * never get here. */
+ * Models without tool tokens (the v1 chat format): the chat renderer puts
+ * smoe_toolcall_object_prompt() in the prompt and the whole answer is
+ * constrained, from the first token, to the OBJECT document of toolcall.h:
+ * {"tool_calls": [...]} or (tool_choice auto only) {"content": "..."}.
+ * The object is parsed at the end into tool_calls or content (handed back
+ * in *rest); streamed OpenAI chat gets tool_calls deltas and content deltas
+ * as the object is parsed (smoe_tcstream), Ollama's stream gets the calls
+ * or the content in one line when the object is complete. */
 #ifndef SMOE_SERVER_TOOLS_H
 #define SMOE_SERVER_TOOLS_H
 
