@@ -722,7 +722,9 @@ int gguf_w_tensor(gguf_writer *w, const char *name, uint32_t type, uint32_t n_di
     return 0;
 }
 
-static int write_all(FILE *fp, const void *p, size_t n) { return fwrite(p, 1, n, fp) == n ? 0 : -1; }
+/* n == 0 writes nothing: an empty string or array may come with p NULL,
+ * which fwrite must not be given */
+static int write_all(FILE *fp, const void *p, size_t n) { return n == 0 || fwrite(p, 1, n, fp) == n ? 0 : -1; }
 
 static int write_padding(FILE *fp, uint64_t pos, uint64_t align) {
     static const uint8_t zeros[64];
