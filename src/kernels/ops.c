@@ -22,7 +22,7 @@ void smoe_matrix_row(const smoe_matrix *w, int64_t r, float *dst) {
 
 /* Sixteen independent partial sums let the compiler vectorise the loop
  * without reassociating floating-point additions. */
-static float dot_f32(const float *a, const float *b, int64_t n) {
+float smoe_dot_f32(const float *a, const float *b, int64_t n) {
     float acc[16] = {0};
     int64_t i = 0;
     for (; i + 16 <= n; i += 16)
@@ -45,7 +45,7 @@ static void float_rows(const smoe_matrix *w, int64_t r0, int64_t r1, const float
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *wr = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
         if (w->type == SMOE_TYPE_F32) {
-            for (int64_t t = 0; t < n; t++) out[t * rows + r] = dot_f32((const float *)(const void *)wr, x + t * cols, cols);
+            for (int64_t t = 0; t < n; t++) out[t * rows + r] = smoe_dot_f32((const float *)(const void *)wr, x + t * cols, cols);
             continue;
         }
         float buf[MATMUL_CHUNK];
@@ -53,7 +53,7 @@ static void float_rows(const smoe_matrix *w, int64_t r0, int64_t r1, const float
         for (int64_t c0 = 0; c0 < cols; c0 += MATMUL_CHUNK) {
             int64_t len = cols - c0 < MATMUL_CHUNK ? cols - c0 : MATMUL_CHUNK;
             ti->to_float(wr + c0 / ti->block_size * ti->block_bytes, buf, len);
-            for (int64_t t = 0; t < n; t++) out[t * rows + r] += dot_f32(buf, x + t * cols + c0, len);
+            for (int64_t t = 0; t < n; t++) out[t * rows + r] += smoe_dot_f32(buf, x + t * cols + c0, len);
         }
     }
 }

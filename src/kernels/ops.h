@@ -59,6 +59,8 @@ void smoe_rmsnorm(float *out, const float *x, const float *weight, int64_t n, fl
 void smoe_rope(float *v, int32_t n_rot, int32_t pos, float theta);
 
 /* In-place softmax over n elements. */
+/* a . b over n floats, in sixteen partial sums (a fixed order, vectorised) */
+float smoe_dot_f32(const float *a, const float *b, int64_t n);
 void smoe_softmax(float *x, int64_t n);
 
 /* a[i] = silu(a[i]) * b[i] */

@@ -213,8 +213,13 @@ static int thread_id(void) {
 #endif
 }
 
-/* scratch: max_threads() x (longest sequence in the batch + head_dim)
- * floats: one thread's attention scores, then a row of widened F16 */
+/* scratch: max_threads() x attention_scratch(hp, longest sequence in the
+ * batch) floats: one thread's scores for the query heads of a KV group, then
+ * a row of widened F16 */
+static size_t attention_scratch(const smoe_hparams *hp, int32_t max_len) {
+    return (size_t)(hp->n_heads / hp->n_kv_heads) * (size_t)max_len + (size_t)hp->head_dim;
+}
+
 static void attention(smoe_ctx *c, int32_t layer, const smoe_batch_entry *e, int32_t n, float *scratch,
                       int32_t max_len) {
     const smoe_hparams *hp = &c->m->hp;
@@ -232,26 +237,33 @@ static void attention(smoe_ctx *c, int32_t layer, const smoe_batch_entry *e, int
         kv_store(e[t].seq, kv_at(e[t].seq, e[t].seq->v, layer, e[t].pos), c->v + (size_t)t * kv_dim, kv_dim);
     }
 
+    /* One work item per entry and KV head: the query heads that share the
+     * KV head (GQA) go together, so that each cached key and value row is
+     * widened from F16 once for all of them rather than once per head. */
     #pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t th = 0; th < (int64_t)n * hp->n_heads; th++) {
-        const int32_t t = (int32_t)(th / hp->n_heads), h = (int32_t)(th % hp->n_heads);
+    for (int64_t tk = 0; tk < (int64_t)n * hp->n_kv_heads; tk++) {
+        const int32_t t = (int32_t)(tk / hp->n_kv_heads), kvh = (int32_t)(tk % hp->n_kv_heads);
         const smoe_seq *s = e[t].seq;
-        const int32_t len = e[t].pos + 1, kvh = h / group;
+        const int32_t len = e[t].pos + 1;
         const size_t head_off = (size_t)kvh * hd * s->elem;
-        const float *q = c->q + (size_t)t * dim + h * hd;
-        float *out = c->att + (size_t)t * dim + h * hd;
-        float *scores = scratch + (size_t)thread_id() * ((size_t)max_len + (size_t)hd), *row = scores + max_len;
+        const float *q = c->q + (size_t)t * dim + (size_t)kvh * group * hd; /* heads kvh*group ... */
+        float *out = c->att + (size_t)t * dim + (size_t)kvh * group * hd;
+        float *scores = scratch + (size_t)thread_id() * attention_scratch(hp, max_len);
+        float *row = scores + (size_t)group * max_len;
         for (int32_t p = 0; p < len; p++) {
             const float *k = kv_load(s, kv_at(s, s->k, layer, p) + head_off, row, hd);
-            float dot = 0;
-            for (int32_t i = 0; i < hd; i++) dot += q[i] * k[i];
-            scores[p] = dot * scale;
+            for (int32_t g = 0; g < group; g++)
+                scores[(size_t)g * max_len + p] = smoe_dot_f32(q + (size_t)g * hd, k, hd) * scale;
         }
-        smoe_softmax(scores, len);
-        memset(out, 0, (size_t)hd * sizeof(float));
+        for (int32_t g = 0; g < group; g++) smoe_softmax(scores + (size_t)g * max_len, len);
+        memset(out, 0, (size_t)group * hd * sizeof(float));
         for (int32_t p = 0; p < len; p++) {
             const float *v = kv_load(s, kv_at(s, s->v, layer, p) + head_off, row, hd);
-            for (int32_t i = 0; i < hd; i++) out[i] += scores[p] * v[i];
+            for (int32_t g = 0; g < group; g++) {
+                const float w = scores[(size_t)g * max_len + p];
+                float *o = out + (size_t)g * hd;
+                for (int32_t i = 0; i < hd; i++) o[i] += w * v[i];
+            }
         }
     }
 }
@@ -356,7 +368,7 @@ int smoe_forward(smoe_ctx *c, const smoe_batch_entry *e, int32_t n, float *logit
     if (check_batch(c, e, n, err)) return -1;
     int32_t max_len = 1;
     for (int32_t t = 0; t < n; t++) if (e[t].pos + 1 > max_len) max_len = e[t].pos + 1;
-    float *scores = malloc((size_t)max_threads() * ((size_t)max_len + (size_t)hp->head_dim) * sizeof(float));
+    float *scores = malloc((size_t)max_threads() * attention_scratch(hp, max_len) * sizeof(float));
     if (!scores) return smoe_errf(err, "out of memory for attention scores over %d positions", max_len);
 
     for (int32_t t = 0; t < n; t++) smoe_matrix_row(&m->tok_embd, e[t].token, c->x + (size_t)t * dim);
