@@ -35,11 +35,12 @@ static char *cstr(gguf_str s) {
 static volatile uint8_t sink;
 
 /* The getters put the caller's key into their messages as given (callers
- * pass literals); a key from the file may hold a newline. */
+ * pass literals); a key from the file may hold a newline or bytes that are
+ * not UTF-8, and then only NUL termination is checked. */
 static bool printable(gguf_str s) {
     for (uint64_t i = 0; i < s.len; i++)
         if ((unsigned char)s.p[i] < 0x20 || s.p[i] == 0x7f) return false;
-    return true;
+    return fz_utf8_valid(s.p, (size_t)s.len);
 }
 
 static void check_getter_err(const char *err, bool key_printable) {
