@@ -1,7 +1,10 @@
-/* common.c - error formatting and half/bfloat16 conversions. */
+/* common.c - error formatting, half/bfloat16 conversions, jansson's
+ * allocator. */
 #include "common.h"
 
+#include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int smoe_errf(char *err, const char *fmt, ...) {
@@ -12,6 +15,31 @@ int smoe_errf(char *err, const char *fmt, ...) {
         va_end(ap);
     }
     return -1;
+}
+
+/* ---------------------------------------------------------------------------
+ * jansson's allocator (see common.h).  The count is thread-local because
+ * jansson's hooks are process-wide and take no context: it is the only
+ * way to tie a failure to the document being built on this thread.  It is
+ * the one piece of mutable state outside a context struct in smoe.
+ * ------------------------------------------------------------------------- */
+
+static _Thread_local unsigned json_failures;
+
+static void *json_malloc_counted(size_t n) {
+    void *p = malloc(n);
+    if (!p) json_failures++;
+    return p;
+}
+
+void smoe_json_alloc_init(void) { json_set_alloc_funcs(json_malloc_counted, free); }
+
+void smoe_json_failure_note(void) { json_failures++; }
+
+unsigned smoe_json_failures_take(void) {
+    unsigned n = json_failures;
+    json_failures = 0;
+    return n;
 }
 
 /* ---------------------------------------------------------------------------

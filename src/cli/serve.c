@@ -47,7 +47,8 @@ static const char help[] =
     "  --max-n N               cap of n, choices per request (default 8; also at most --parallel)\n"
     "  --max-connections N     open connections (default 128)\n"
     "  --timeout S             close a connection idle for S seconds (default 30)\n"
-    "  --read-timeout S        a request body must arrive within S seconds (default 30)\n"
+    "  --read-timeout S        a request, headers and body, must arrive whole within S seconds\n"
+    "                          of its connection opening or of the previous answer (default 30)\n"
     "  --shutdown-timeout S    on SIGTERM, let requests finish for up to S seconds (default 30)\n"
     "  --quiet                 no log line per request\n";
 

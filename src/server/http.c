@@ -3,15 +3,19 @@
  *
  * Limits (flags in serve.c):
  *   - request body: one above --max-body (announced by Content-Length, or a
- *     chunked body that grows past it) is answered 413 without being kept;
+ *     chunked body that grows past it) is answered 413 without being kept
+ *     (a chunked one once it has been read to its end and thrown away);
  *   - an answer decided from the headers alone (413, 401, 404, 503...) waits
  *     until the body has been read and discarded, unless the client waits
  *     for "100 Continue" or the body is over SRV_DISCARD_MAX: a server that
  *     answers and closes while the client is still sending makes the
  *     client's TCP stack receive a reset, and clients then report a
  *     connection error instead of the answer (a "lingering close");
- *   - the body must arrive within --read-timeout seconds of the headers;
- *     a connection silent for --timeout seconds is closed (MHD's timeout);
+ *   - a request, headers and body, must arrive whole within --read-timeout
+ *     seconds of its connection opening or of the previous answer on it
+ *     (watchdog.c: MHD's own timeout restarts with every byte, so a client
+ *     dripping its headers would otherwise hold its slot for ever); a
+ *     connection silent for --timeout seconds is closed (MHD's timeout);
  *   - JSON nesting deeper than --max-depth is refused with 400 before the
  *     parser sees it (jansson has no depth limit of its own); the parser
  *     rejects invalid UTF-8 and \u0000 with 400;
@@ -121,10 +125,22 @@ double srv_wall_s(void) {
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+void srv_reply_check_json(srv_reply *rep) {
+    if (smoe_json_failures_take() && rep->body) {
+        free(rep->body);
+        rep->body = NULL;   /* send_reply answers 503 */
+    }
+}
+
 char *srv_dump(json_t *v) {
-    if (!v) return NULL;
-    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    char *s = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
     json_decref(v);
+    /* a jansson allocation failed since the previous dump on this thread:
+     * a member or element of v may be missing, so v is not sent */
+    if (smoe_json_failures_take()) {
+        free(s);
+        return NULL;
+    }
     return s;
 }
 
@@ -152,14 +168,16 @@ json_t *srv_json_text(const char *s, size_t n) {
     json_t *j = json_stringn(s, n);
     if (j) return j;
     sbuf b = {0};
+    int bad = 0;
     for (size_t i = 0; i < n;) {
         size_t k = utf8_char((const unsigned char *)s + i, n - i);
-        if (k) { sbuf_add(&b, s + i, k); i += k; }
-        else { sbuf_add(&b, "\xef\xbf\xbd", 3); i++; }
+        if (k) { bad |= sbuf_add(&b, s + i, k); i += k; }
+        else { bad |= sbuf_add(&b, "\xef\xbf\xbd", 3); i++; }
     }
-    j = json_stringn(b.p ? b.p : "", b.len);
+    j = bad ? NULL : json_stringn(b.p ? b.p : "", b.len);
     sbuf_free(&b);
-    return j ? j : json_string("");
+    if (bad) smoe_json_failure_note();   /* out of memory: the document being built is incomplete */
+    return j;
 }
 
 bool srv_model_matches(const srv *s, const char *name) {
@@ -277,8 +295,9 @@ static family url_family(const char *url) { return strncmp(url, "/api/", 5) == 0
  * Responses
  * ------------------------------------------------------------------------- */
 
-/* Most body bytes read and thrown away before an early answer (above: the
- * answer goes out at once and the connection is closed). */
+/* Most body bytes announced by Content-Length that are read and thrown away
+ * before an early answer (above: the answer goes out at once and the
+ * connection is closed). */
 #define SRV_DISCARD_MAX ((size_t)64 << 20)
 
 typedef struct conn_ctx {
@@ -287,8 +306,6 @@ typedef struct conn_ctx {
     sbuf body;
     srv_reply early;              /* answer to send once the body is discarded */
     bool has_early;
-    size_t discarded;
-    double t_start;
 } conn_ctx;
 
 static void add_common_headers(srv *s, struct MHD_Response *resp) {
@@ -299,9 +316,17 @@ static void add_common_headers(srv *s, struct MHD_Response *resp) {
 }
 
 static enum MHD_Result send_reply(srv *s, struct MHD_Connection *conn, const char *endpoint, srv_reply *rep) {
-    /* a success whose body could not be built (out of memory) is a failure */
-    if (!rep->body && rep->status < 400) rep->status = 500;
-    const char *body = rep->body ? rep->body : "";
+    /* a reply whose body could not be built ran out of memory */
+    const char *body = rep->body;
+    if (!body) {
+        rep->status = 503;
+        rep->retry_after = 1;
+        rep->content_type = "application/json";
+        body = strncmp(endpoint, "/api/", 5) == 0
+                   ? "{\"error\":\"out of memory while building the reply\"}"
+                   : "{\"error\":{\"message\":\"out of memory while building the reply\",\"type\":\"server_error\","
+                     "\"param\":null,\"code\":\"out_of_memory\"}}";
+    }
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(strlen(body), (void *)body, rep->body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (!resp) {
@@ -553,7 +578,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (!cx) {
         if (!(cx = calloc(1, sizeof *cx))) return MHD_NO;
         *con_cls = cx;
-        cx->t_start = srv_now_ms();
         bool known;
         cx->rt = find_route(url, method, &known);
         snprintf(cx->endpoint, sizeof cx->endpoint, "%s", cx->rt ? cx->rt->path : known ? url : "other");
@@ -615,24 +639,27 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (*upload_size) {
-        if (s->o.read_timeout_s && srv_now_ms() - cx->t_start > s->o.read_timeout_s * 1e3) return MHD_NO;
         if (!cx->has_early && cx->body.len + *upload_size > s->o.max_body) {
             too_large_error(s, cx, &cx->early);   /* a chunked body grew too big */
             cx->has_early = true;
-            cx->discarded = cx->body.len;
             sbuf_free(&cx->body);
         }
-        if (cx->has_early) {
-            cx->discarded += *upload_size;
-            if (cx->discarded > SRV_DISCARD_MAX) return MHD_NO;
-        } else if (sbuf_add(&cx->body, upload, *upload_size)) {
-            return MHD_NO;
+        /* With an early answer the body is thrown away to its end, however
+         * long (MHD cannot answer in the middle of a body): --read-timeout
+         * bounds a body that never ends. */
+        if (!cx->has_early && sbuf_add(&cx->body, upload, *upload_size)) {
+            family_error(&cx->early, cx->rt->fam, 503, "server_error", "out_of_memory",
+                         "out of memory while receiving the request body");
+            cx->early.retry_after = 1;
+            cx->has_early = true;
+            sbuf_free(&cx->body);
         }
         *upload_size = 0;
         return MHD_YES;
     }
 
     /* the whole request is in */
+    srv_watch_received(s, conn);
     const route *rt = cx->rt;
     if (cx->has_early) {
         cx->has_early = false;
@@ -647,7 +674,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return send_reply(s, conn, cx->endpoint, &rep);
         }
         json_error_t je;
+        smoe_json_failures_take();
         body = json_loadb(cx->body.p ? cx->body.p : "", cx->body.len, 0, &je);
+        if (smoe_json_failures_take()) {
+            /* jansson ran out of memory: even a parse that succeeded may
+             * have lost bytes of a string (see common.h) */
+            json_decref(body);
+            family_error(&rep, rt->fam, 503, "server_error", "out_of_memory", "out of memory while parsing the request");
+            rep.retry_after = 1;
+            return send_reply(s, conn, cx->endpoint, &rep);
+        }
         if (!body || !json_is_object(body)) {
             char msg[300];
             if (body) snprintf(msg, sizeof msg, "the request body must be a JSON object");
@@ -657,8 +693,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return send_reply(s, conn, cx->endpoint, &rep);
         }
     }
+    smoe_json_failures_take();   /* the reply's document starts here */
     dispatch(s, conn, rt, url, body, &rep);
     json_decref(body);
+    srv_reply_check_json(&rep);
     if (rep.gen) {
         enum MHD_Result r = send_generation(s, conn, cx->endpoint, rep.gen);
         return r;
@@ -668,9 +706,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe) {
-    (void)cls;
-    (void)conn;
     (void)toe;
+    srv_watch_rearm(cls, conn);
     conn_ctx *cx = *con_cls;
     if (!cx) return;
     if (cx->has_early) free(cx->early.body);   /* the connection closed before the body ended */
@@ -703,7 +740,9 @@ srv *srv_new(const srv_opts *o, char *err) {
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&s->engine_cv, &ca);
     pthread_cond_init(&s->idle_cv, &ca);
+    pthread_cond_init(&s->watchdog.cv, &ca);
     pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&s->watchdog.mu, NULL);
     srv_metrics_init(&s->metrics);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -724,12 +763,17 @@ int srv_listen(srv *s, char *err) {
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC |
                      MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
+    if (!s->watchdog.running && srv_watchdog_start(s, err)) {
+        freeaddrinfo(ai);
+        return -1;
+    }
     s->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
                               MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
                               MHD_OPTION_SOCK_ADDR, ai->ai_addr,
                               MHD_OPTION_CONNECTION_LIMIT, s->o.max_connections,
                               MHD_OPTION_CONNECTION_TIMEOUT, s->o.timeout_s,
                               MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                              MHD_OPTION_NOTIFY_CONNECTION, srv_watch_notify, s,
                               MHD_OPTION_THREAD_STACK_SIZE, (size_t)(512 * 1024),
                               MHD_OPTION_END);
     freeaddrinfo(ai);
@@ -816,15 +860,19 @@ void srv_shutdown(srv *s, bool (*second_signal)(void *), void *user) {
     pthread_mutex_unlock(&s->mu);
     if (s->mhd) MHD_stop_daemon(s->mhd);
     s->mhd = NULL;
+    srv_watchdog_stop(s);
 }
 
 void srv_free(srv *s) {
     if (!s) return;
     if (s->mhd) MHD_stop_daemon(s->mhd);
+    srv_watchdog_stop(s);
     smoe_sched_free(s->sched);
     srv_metrics_destroy(&s->metrics);
     pthread_cond_destroy(&s->engine_cv);
     pthread_cond_destroy(&s->idle_cv);
     pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->watchdog.cv);
+    pthread_mutex_destroy(&s->watchdog.mu);
     free(s);
 }

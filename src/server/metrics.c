@@ -99,6 +99,8 @@ char *srv_metrics_render(srv_metrics *m, bool ready) {
     counter(&b, "smoe_sequences_cancelled_total", "sequences cancelled (client gone or shutdown)", m->cancelled);
     gauge(&b, "smoe_cancel_lag_steps_max", "most engine steps a sequence ran after its client was seen gone",
           (double)m->cancel_lag_max);
+    counter(&b, "smoe_http_read_timeouts_total",
+            "connections closed because a request did not arrive whole within --read-timeout", m->read_timeouts);
     counter(&b, "smoe_engine_steps_total", "batched forward passes", m->steps);
     counter(&b, "smoe_engine_batch_entries_total", "tokens run in those passes", m->step_entries);
     /* tokens/s over the steps of the last 10 seconds */

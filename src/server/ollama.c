@@ -255,6 +255,12 @@ static void start(srv *s, const json_t *b, srv_reply *rep, srv_request *r, const
         return;
     }
     snprintf(r->endpoint, sizeof r->endpoint, "%s", endpoint);
+    if (smoe_json_failures_take()) {   /* since dispatch (http.c): the request may be incomplete */
+        olm_error(rep, 503, "out of memory while reading the request");
+        rep->retry_after = 1;
+        srv_request_unref(r);
+        return;
+    }
     if (srv_submit(s, r)) {
         olm_error(rep, 503, "the server is busy (request queue full); retry later");
         rep->retry_after = 1;
@@ -422,14 +428,16 @@ static void set_text(srv_request *r, json_t *o, const char *text, size_t len) {
 }
 
 static void write_line(srv_request *r, json_t *o, bool finished) {
-    char *s = srv_dump(o);
+    char *s = srv_request_dump(r, o);
     sbuf b = {0};
-    if (s) {
-        sbuf_add(&b, s, strlen(s));
-        if (r->stream) sbuf_add(&b, "\n", 1);
+    if (!s || sbuf_add(&b, s, strlen(s)) || (r->stream && sbuf_add(&b, "\n", 1))) {
+        /* out of memory: end the response with an error in Ollama's shape */
+        srv_request_fail(r, r->stream ? "{\"error\":\"out of memory while formatting the response\"}\n"
+                                      : "{\"error\":\"out of memory while formatting the response\"}");
+    } else {
+        srv_request_write(r, b.p, b.len, finished);
     }
     free(s);
-    srv_request_write(r, b.p ? b.p : "", b.len, finished);
     sbuf_free(&b);
 }
 

@@ -298,6 +298,12 @@ static void generate(srv *s, json_t *b, srv_reply *rep, srv_api api) {
         return;
     }
     snprintf(r->endpoint, sizeof r->endpoint, "%s", chat ? "/v1/chat/completions" : "/v1/completions");
+    if (smoe_json_failures_take()) {   /* since dispatch (http.c): the request may be incomplete */
+        oai_error(rep, 503, "server_error", NULL, "out_of_memory", "out of memory while reading the request");
+        rep->retry_after = 1;
+        srv_request_unref(r);
+        return;
+    }
     if (srv_submit(s, r)) {
         oai_error(rep, 503, "server_error", NULL, "queue_full", "the server is busy (request queue full); retry later");
         rep->retry_after = 1;
@@ -331,16 +337,19 @@ static json_t *base(const srv_request *r, bool chunk) {
     return o;
 }
 
+/* The error that ends a response the engine could not format (out of memory). */
+#define OAI_OOM_ERROR "{\"error\":{\"message\":\"out of memory while formatting the response\"," \
+                      "\"type\":\"server_error\",\"param\":null,\"code\":\"out_of_memory\"}}"
+
 static void write_event(srv_request *r, json_t *o, bool finished) {
-    char *s = srv_dump(o);
+    char *s = srv_request_dump(r, o);
     sbuf b = {0};
-    if (s) {
-        sbuf_add(&b, "data: ", 6);
-        sbuf_add(&b, s, strlen(s));
-        sbuf_add(&b, "\n\n", 2);
+    if (!s || sbuf_add(&b, "data: ", 6) || sbuf_add(&b, s, strlen(s)) || sbuf_add(&b, "\n\n", 2)) {
+        srv_request_fail(r, "data: " OAI_OOM_ERROR "\n\n");
+    } else {
+        srv_request_write(r, b.p, b.len, finished);
     }
     free(s);
-    srv_request_write(r, b.p ? b.p : "", b.len, finished);
     sbuf_free(&b);
 }
 
@@ -396,7 +405,7 @@ static void completion_lp_add(const srv *s, srv_choice *c, json_t *o, const smoe
             char tb[80];
             size_t tl = smoe_token_bytes(s->tok, lp[i].top[k].id, tb, sizeof tb);
             json_t *key = srv_json_text(tb, tl);
-            json_object_set_new(top, json_string_value(key), json_real(lp[i].top[k].logprob));
+            if (key) json_object_set_new(top, json_string_value(key), json_real(lp[i].top[k].logprob));
             json_decref(key);
         }
         json_array_append_new(json_object_get(o, "top_logprobs"), top);
@@ -588,7 +597,8 @@ void oai_on_done(srv_request *r) {
     }
     json_object_set_new(o, "choices", choices);
     json_object_set_new(o, "usage", usage(r));
-    char *body = srv_dump(o);
-    srv_request_write(r, body ? body : "", body ? strlen(body) : 0, true);
+    char *body = srv_request_dump(r, o);
+    if (body) srv_request_write(r, body, strlen(body), true);
+    else srv_request_fail(r, OAI_OOM_ERROR);
     free(body);
 }

@@ -47,6 +47,7 @@
 #define SMOE_SERVER_H
 
 #include <jansson.h>
+#include <microhttpd.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -134,6 +135,7 @@ typedef struct srv_metrics {
     int32_t active, queued, slots;
     int64_t kv_used, kv_busy, kv_capacity;
     uint64_t cancel_lag_max;                  /* steps run after a client left, at most */
+    uint64_t read_timeouts;                   /* connections closed by the receive deadline */
     srv_hist ttft, itl;
 } srv_metrics;
 
@@ -196,6 +198,7 @@ struct srv_request {
     atomic_bool cancelled;        /* the client is gone */
     _Atomic uint64_t cancel_step; /* the engine's step count when it went */
     atomic_int refs;
+    bool json_failed;             /* engine: a jansson allocation failed building the output */
 
     /* connection (reader side only) */
     struct MHD_Connection *conn;
@@ -204,6 +207,29 @@ struct srv_request {
 
     srv_request *qnext;           /* the waiting queue, or the engine's active list */
 };
+
+/* ---------------------------------------------------------------------------
+ * Receive deadline (watchdog.c)
+ * ------------------------------------------------------------------------- */
+
+typedef struct srv_watch srv_watch;   /* one per open connection */
+
+typedef struct srv_watchdog {
+    pthread_mutex_t mu;           /* guards everything below */
+    pthread_cond_t cv;
+    srv_watch *head;
+    double timeout_ms;            /* --read-timeout */
+    bool stop, running;
+    pthread_t thread;
+} srv_watchdog;
+
+int srv_watchdog_start(srv *s, char *err);
+void srv_watchdog_stop(srv *s);        /* after MHD is stopped */
+/* MHD_OPTION_NOTIFY_CONNECTION: a connection opened (its clock starts) or closed. */
+void srv_watch_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+                      enum MHD_ConnectionNotificationCode code);
+void srv_watch_received(srv *s, struct MHD_Connection *conn);   /* the request is in: stop the clock */
+void srv_watch_rearm(srv *s, struct MHD_Connection *conn);      /* answered: the next request's clock starts */
 
 /* ---------------------------------------------------------------------------
  * The server
@@ -241,6 +267,7 @@ struct srv {
     uint64_t id_counter;
 
     srv_metrics metrics;
+    srv_watchdog watchdog;
 };
 
 /* http.c */
@@ -264,8 +291,17 @@ void srv_engine_stop(srv *s);
 int srv_submit(srv *s, srv_request *r);
 void srv_request_unref(srv_request *r);
 srv_request *srv_request_new(srv *s, srv_api api, int n);
-/* Append bytes to the request's output and wake its reader (engine side). */
+/* Append bytes to the request's output and wake its reader (engine side).
+ * Bytes written after the output finished are dropped. */
 void srv_request_write(srv_request *r, const char *data, size_t len, bool finished);
+/* Engine side: o's compact text for r's output (steals o), or NULL when a
+ * jansson allocation failed while r's output was being built (common.h):
+ * a member could be missing, so the caller ends the response with
+ * srv_request_fail instead. */
+char *srv_request_dump(srv_request *r, json_t *o);
+/* End r's output with text (an error in the API's shape; for a response not
+ * streamed, with status 503) and cancel its sequences at the next step. */
+void srv_request_fail(srv_request *r, const char *text);
 /* A random seed for a request that has none. */
 uint64_t srv_random_seed(srv *s);
 
@@ -321,6 +357,12 @@ int srv_get_bool(const json_t *o, const char *key, bool *out, srv_perr *e);
  * r->stops / r->params. */
 int srv_get_stops(const json_t *o, const char *key, int max, srv_request *r, srv_perr *e);
 int srv_perr_set(srv_perr *e, const char *param, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* After a handler: a direct reply built while a jansson allocation failed
+ * (counted since the caller's smoe_json_failures_take() before the handler)
+ * may lack a member, so its body is dropped and send_reply answers 503 "out
+ * of memory" instead.  (A generation's handler checks before queueing.) */
+void srv_reply_check_json(srv_reply *rep);
 
 /* shared helpers (http.c) */
 char *srv_dump(json_t *v);                    /* compact JSON, steals v; NULL on failure */

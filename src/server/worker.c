@@ -89,12 +89,48 @@ void srv_request_unref(srv_request *r) {
 
 void srv_request_write(srv_request *r, const char *data, size_t len, bool finished) {
     pthread_mutex_lock(&r->mu);
+    if (r->finished) {   /* ended early (out of memory): nothing may follow */
+        pthread_mutex_unlock(&r->mu);
+        return;
+    }
     if (sbuf_add(&r->out, data, len) != 0) finished = true; /* out of memory: end the response */
     if (finished) r->finished = true;
     pthread_mutex_unlock(&r->mu);
     uint64_t one = 1;
     if (write(r->efd, &one, sizeof one) < 0) { /* the counter is full: the reader is awake anyway */ }
 }
+
+char *srv_request_dump(srv_request *r, json_t *o) {
+    if (smoe_json_failures_take()) r->json_failed = true;
+    char *text = r->json_failed ? NULL : srv_dump(o);
+    if (r->json_failed) json_decref(o);
+    if (!text || smoe_json_failures_take()) {
+        r->json_failed = true;
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+void srv_request_fail(srv_request *r, const char *text) {
+    srv *s = r->srv;
+    pthread_mutex_lock(&s->metrics.mu);
+    atomic_store(&r->cancel_step, s->metrics.steps);
+    pthread_mutex_unlock(&s->metrics.mu);
+    atomic_store(&r->cancelled, true);   /* this is the engine thread: seen before the next step */
+    if (!r->stream) r->status = 503;
+    srv_request_write(r, text, strlen(text), true);
+}
+
+/* jansson failures while formatting an event belong to the event's request
+ * (srv_request_dump); the count is cleared before, so that another
+ * request's failure is not blamed on this one. */
+#define JSON_SCOPE(r, call) \
+    do { \
+        smoe_json_failures_take(); \
+        call; \
+        if (smoe_json_failures_take()) (r)->json_failed = true; \
+    } while (0)
 
 uint64_t srv_random_seed(srv *s) {
     pthread_mutex_lock(&s->mu);
@@ -132,8 +168,8 @@ static void ev_text(void *user, const char *text, size_t len, const smoe_token_l
     srv_choice *c = user;
     srv_request *r = c->req;
     if (atomic_load(&r->cancelled)) return;
-    if (r->api == API_OAI_CHAT || r->api == API_OAI_COMPLETION) oai_on_text(c, text, len, lp, n_lp);
-    else olm_on_text(c, text, len);
+    if (r->api == API_OAI_CHAT || r->api == API_OAI_COMPLETION) JSON_SCOPE(r, oai_on_text(c, text, len, lp, n_lp));
+    else JSON_SCOPE(r, olm_on_text(c, text, len));
 }
 
 static void ev_token(void *user, int32_t id) {
@@ -179,14 +215,14 @@ static void ev_done(void *user, const smoe_job_stats *st, const char *err) {
                 r->id, c->index, st->slot, st->n_prompt, st->n_cached, st->n_generated, finish_name(st->finish),
                 st->t_end_ms - r->t_received_ms);
     if (!atomic_load(&r->cancelled) && (r->api == API_OAI_CHAT || r->api == API_OAI_COMPLETION))
-        oai_on_choice_done(c);
+        JSON_SCOPE(r, oai_on_choice_done(c));
     if (r->n_done < r->n) return;
     if (atomic_load(&r->cancelled)) {
         srv_request_write(r, "", 0, true);
         return;
     }
-    if (r->api == API_OAI_CHAT || r->api == API_OAI_COMPLETION) oai_on_done(r);
-    else olm_on_done(r);
+    if (r->api == API_OAI_CHAT || r->api == API_OAI_COMPLETION) JSON_SCOPE(r, oai_on_done(r));
+    else JSON_SCOPE(r, olm_on_done(r));
 }
 
 /* ---------------------------------------------------------------------------
@@ -209,7 +245,7 @@ static void drop_waiting(srv_request *r) {
 static void admit(srv *s, srv_request *r) {
     char err[SMOE_ERR_SIZE];
     static const smoe_job_events ev = {ev_text, ev_token, ev_done};
-    if (r->api == API_OAI_CHAT || r->api == API_OAI_COMPLETION) oai_on_start(r);
+    if (r->api == API_OAI_CHAT || r->api == API_OAI_COMPLETION) JSON_SCOPE(r, oai_on_start(r));
     for (int i = 0; i < r->n; i++) {
         smoe_job_params p = r->params;
         p.sampling.seed += (uint64_t)i;

@@ -7,8 +7,9 @@
  * the __wrap_ functions of af.c, which count the calls and make the N-th
  * one (counted from af_arm) fail as if memory had run out.  No library
  * source is changed.  jansson is a shared library, so its allocations do not
- * pass through --wrap: af_install routes them through the same counter
- * with json_set_alloc_funcs.
+ * pass through --wrap: af_install installs smoe's own allocator for jansson
+ * (smoe_json_alloc_init, as `smoe serve` does), whose malloc call is
+ * wrapped.
  *
  * Allocations made inside libc (stdio buffers, qsort) and by the
  * sanitizers are not counted. */
