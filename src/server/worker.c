@@ -368,10 +368,14 @@ static void *engine_main(void *arg) {
         if (smoe_sched_active(s->sched) == 0 && !active) {
             publish(s);
             if (s->engine_exit && !s->wait_head) break;
-            if (s->wait_head && !s->force_cancel && !atomic_load(&s->wait_head->cancelled) &&
-                s->wait_head->n <= smoe_sched_free_slots(s->sched))
+            /* Go round again for a queue that has work: a request that fits,
+             * or one to drop.  (A request submitted and then cancelled while
+             * the engine was stepping has had both its wake-ups already:
+             * waiting here would strand it in the queue, holding its slot,
+             * until the next request came.) */
+            if (s->wait_head && (s->force_cancel || atomic_load(&s->wait_head->cancelled) ||
+                                 s->wait_head->n <= smoe_sched_free_slots(s->sched)))
                 continue;
-            if (s->force_cancel && s->wait_head) continue;
             pthread_cond_broadcast(&s->idle_cv);
             pthread_cond_wait(&s->engine_cv, &s->mu);
         }
