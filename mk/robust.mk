@@ -8,16 +8,19 @@
 #   make test-tsan    tests/test_server.py on build-tsan/smoe
 
 # ---------------------------------------------------------------------------
-# fuzz_server: the target also needs the server sources and libmicrohttpd
-# (its handlers are called in process; see tests/fuzz/fuzz_server.c)
+# fuzz_server and fuzz_http: these targets also need the server sources and
+# libmicrohttpd (fuzz_server calls the handlers in process; fuzz_http runs
+# the whole server on a loopback port; see tests/fuzz/)
 # ---------------------------------------------------------------------------
 
-$(FUZZ_BUILD)/fuzz_server: $(FUZZ_BUILD)/tests/fuzz/fuzz_server.o $(FUZZ_BUILD)/tests/fuzz/fuzz_util.o \
-                           $(SERVER_SRC:%.c=$(FUZZ_BUILD)/%.o) $(FUZZ_BUILD)/libsmoe.a
+SERVER_FUZZ = server http
+
+$(SERVER_FUZZ:%=$(FUZZ_BUILD)/fuzz_%): $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/tests/fuzz/fuzz_%.o \
+        $(FUZZ_BUILD)/tests/fuzz/fuzz_util.o $(SERVER_SRC:%.c=$(FUZZ_BUILD)/%.o) $(FUZZ_BUILD)/libsmoe.a
 	$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) $^ -o $@ -ljansson -lm $(SERVER_LIBS)
 
-$(BUILD)/fuzz_replay_server: $(BUILD)/tests/fuzz/fuzz_server.o $(BUILD)/tests/fuzz/fuzz_util.o \
-                             $(BUILD)/tests/fuzz/replay_main.o $(SERVER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libsmoe.a
+$(SERVER_FUZZ:%=$(BUILD)/fuzz_replay_%): $(BUILD)/fuzz_replay_%: $(BUILD)/tests/fuzz/fuzz_%.o \
+        $(BUILD)/tests/fuzz/fuzz_util.o $(BUILD)/tests/fuzz/replay_main.o $(SERVER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libsmoe.a
 	$(CC) $(LDFLAGS) $^ -o $@ $(LIBS) $(SERVER_LIBS)
 
 # ---------------------------------------------------------------------------

@@ -32,7 +32,6 @@
 #include "common.h"
 #include "fuzz_util.h"
 #include "model/model.h"
-#include "model/synth.h"
 #include "server/server.h"
 #include "tokenizer/tokenizer.h"
 
@@ -46,18 +45,7 @@ static srv *server(int chat_format) {
     static smoe_tokenizer *tok;
     char err[SMOE_ERR_SIZE];
     if (!s) {
-        smoe_synth_opts so;
-        FZ_CHECK(smoe_synth_preset("tiny", &so) == 0, "preset");
-        so.dim = 32; so.n_layers = 1; so.n_heads = 2; so.n_kv_heads = 1; so.ffn_dim = 64;
-        so.n_experts = 2; so.n_experts_used = 1; so.n_ctx = 256;
-        char path[64];
-        snprintf(path, sizeof path, "/tmp/smoe-fuzz-server-%d.gguf", (int)getpid());
-        FZ_CHECK(smoe_synth_write(&so, path, err) == 0, "synth: %s", err);
-        m = smoe_model_load(path, err);
-        unlink(path);
-        FZ_CHECK(m, "load: %s", err);
-        tok = smoe_tokenizer_new(&m->vocab, err);
-        FZ_CHECK(tok, "tokenizer: %s", err);
+        fz_tiny_server_model("server", &m, &tok, NULL, 0);
         srv_opts o;
         srv_opts_defaults(&o);
         o.alias = "fuzz-model";

@@ -5,8 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common.h"
+#include "model/model.h"
+#include "model/synth.h"
 #include "tokenizer/tokenizer.h"
 
 void fz_fail(const char *file, int line, const char *cond, const char *fmt, ...) {
@@ -245,4 +248,25 @@ const smoe_vocab *fz_vocab(int flavor) {
         built[flavor] = true;
     }
     return &vocabs[flavor];
+}
+
+/* ---------------------------------------------------------------------------
+ * The server targets' model
+ * ------------------------------------------------------------------------- */
+
+void fz_tiny_server_model(const char *tag, smoe_model **m, smoe_tokenizer **tok, char *path_out, size_t path_cap) {
+    char err[SMOE_ERR_SIZE];
+    smoe_synth_opts so;
+    FZ_CHECK(smoe_synth_preset("tiny", &so) == 0, "preset");
+    so.dim = 32; so.n_layers = 1; so.n_heads = 2; so.n_kv_heads = 1; so.ffn_dim = 64;
+    so.n_experts = 2; so.n_experts_used = 1; so.n_ctx = 256;
+    char path[96];
+    snprintf(path, sizeof path, "/tmp/smoe-fuzz-%s-%d.gguf", tag, (int)getpid());
+    FZ_CHECK(smoe_synth_write(&so, path, err) == 0, "synth: %s", err);
+    *m = smoe_model_load(path, err);
+    FZ_CHECK(*m, "load: %s", err);
+    *tok = smoe_tokenizer_new(&(*m)->vocab, err);
+    FZ_CHECK(*tok, "tokenizer: %s", err);
+    if (path_out) snprintf(path_out, path_cap, "%s", path);
+    else unlink(path);
 }

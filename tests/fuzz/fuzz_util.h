@@ -52,4 +52,14 @@ void fz_exercise_tokenizer(const smoe_vocab *v, const uint8_t *extra, size_t ext
 enum { FZ_VOCAB_BYTES, FZ_VOCAB_UNUSED, FZ_VOCAB_NOBYTES, FZ_VOCAB_COUNT };
 const smoe_vocab *fz_vocab(int flavor);
 
+/* The tiny model of the server targets (dim 32, one layer, two experts
+ * routed one at a time, 256 positions, the synthetic vocabulary), written
+ * to a temporary file named after tag and loaded; the file is removed once
+ * loaded unless *path_out is given (it gets the path; the caller removes
+ * it).  Aborts on failure. */
+struct smoe_model;
+struct smoe_tokenizer;
+void fz_tiny_server_model(const char *tag, struct smoe_model **m, struct smoe_tokenizer **tok, char *path_out,
+                          size_t path_cap);
+
 #endif

@@ -368,6 +368,63 @@ SERVER = [
 ]
 
 
+# Raw HTTP exchanges (fuzz_http): bytes as a client sends them, to a server
+# with --api-key k, --cors '*', 4 KiB bodies, nesting 16.
+def http_req(method, path, body=None, headers=(), auth=True, chunked=False):
+    h = ["%s %s HTTP/1.1" % (method, path), "Host: 127.0.0.1"]
+    if auth:
+        h.append("Authorization: Bearer k")
+    h += list(headers)
+    data = b""
+    if body is not None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        h.append("Content-Type: application/json")
+        if chunked:
+            h.append("Transfer-Encoding: chunked")
+            half = len(data) // 2
+            data = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in (data[:half], data[half:]) if c) + b"0\r\n\r\n"
+        else:
+            h.append("Content-Length: %d" % len(data))
+    return ("\r\n".join(h) + "\r\n\r\n").encode() + data
+
+
+CHAT = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
+HTTP = {
+    "health": http_req("GET", "/health", auth=False),
+    "root": http_req("GET", "/", auth=False),
+    "metrics": http_req("GET", "/metrics"),
+    "models": http_req("GET", "/v1/models"),
+    "model_id": http_req("GET", "/v1/models/fuzz-model"),
+    "tags_version_ps": http_req("GET", "/api/tags") + http_req("GET", "/api/version") + http_req("GET", "/api/ps"),
+    "chat": http_req("POST", "/v1/chat/completions", CHAT),
+    "chat_stream": http_req("POST", "/v1/chat/completions", dict(CHAT, stream=True)),
+    "chat_chunked": http_req("POST", "/v1/chat/completions", CHAT, chunked=True),
+    "completions": http_req("POST", "/v1/completions", {"prompt": "x", "max_tokens": 2}),
+    "generate": http_req("POST", "/api/generate", {"prompt": "x", "stream": False}),
+    "ollama_chat": http_req("POST", "/api/chat", {"messages": [{"role": "user", "content": "x"}]}),
+    "show": http_req("POST", "/api/show", {"model": "fuzz-model"}),
+    "tokenize": http_req("POST", "/tokenize", {"content": "Hello"}),
+    "detokenize": http_req("POST", "/detokenize", {"tokens": [1, 2, 3]}),
+    "no_key": http_req("POST", "/v1/chat/completions", CHAT, auth=False),
+    "bad_key": http_req("GET", "/v1/models", auth=False, headers=["Authorization: Bearer nope"]),
+    "preflight": http_req("OPTIONS", "/v1/chat/completions", auth=False,
+                          headers=["Origin: http://x", "Access-Control-Request-Method: POST",
+                                   "Access-Control-Request-Headers: authorization"]),
+    "too_big": http_req("POST", "/v1/completions", b"{" + b" " * 5000 + b"}"),
+    "too_big_chunked": http_req("POST", "/v1/completions", b"[" * 3000, chunked=True),
+    "too_deep": http_req("POST", "/tokenize", b"[" * 40 + b"]" * 40),
+    "bad_json": http_req("POST", "/tokenize", b"{\"content\": \"x\""),
+    "bad_utf8": http_req("POST", "/tokenize", b"{\"content\": \"\xff\xfe\"}"),
+    "unknown_route": http_req("GET", "/nope"),
+    "wrong_method": http_req("GET", "/v1/chat/completions"),
+    "expect_continue": http_req("POST", "/v1/completions", {"prompt": "x"}, headers=["Expect: 100-continue"]),
+    "pipelined": http_req("GET", "/health", auth=False) + http_req("POST", "/tokenize", {"content": "a"}),
+    "http10": b"GET /health HTTP/1.0\r\n\r\n",
+    "garbage": b"\x00\x01 not http at all\r\n\r\n",
+    "partial": b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"prompt\":",
+}
+
+
 def write_dir(name, seeds):
     d = os.path.join(CORPUS, name)
     shutil.rmtree(d, ignore_errors=True)
@@ -417,6 +474,7 @@ def main():
     server = {"s%02d" % i: bytes([o]) + json.dumps(b).encode() for i, (o, b) in enumerate(SERVER)}
     server["model_id"] = bytes([7]) + b"fuzz-model:latest"
     write_dir("server", server)
+    write_dir("http", HTTP)
     total = 0
     for root, _, files in os.walk(CORPUS):
         total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
