@@ -70,7 +70,7 @@ test: all
 	$(PYTHON) tests/run.py build build-san $(ARM64_BUILD)
 
 test-plain: all
-	$(PYTHON) tests/run.py build
+	$(PYTHON) tests/run.py $(BUILD)
 
 clean:
 	rm -rf build build-san
