@@ -20,4 +20,7 @@ int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Parse a whole decimal integer within [min, max]; -1 on junk. */
 int cli_int(const char *s, long long min, long long max, long long *out);
 
+/* A whole file, NUL-terminated (*len without it); NULL with errno. */
+char *cli_read_file(const char *path, size_t *len);
+
 #endif

@@ -29,7 +29,4 @@ int cli_grammar_flag(cli_grammar *c, int argc, char **argv, int *i);
 bool cli_grammar_wanted(const cli_grammar *c);
 /* Compile what the flags ask for; prints the error and returns NULL. */
 smoe_grammar *cli_grammar_build(cli_grammar *c);
-/* A whole file, NUL-terminated (*len without it); NULL with errno. */
-char *cli_read_file(const char *path, size_t *len);
-
 #endif

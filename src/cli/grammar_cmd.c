@@ -27,28 +27,6 @@ const char cli_grammar_help[] =
     "  --no-parallel-tool-calls  with --tools: exactly one call\n"
     "  --tool-format F         with --tools: v3 (default) or object ({\"tool_calls\": [...]}, for v1 models)\n";
 
-char *cli_read_file(const char *path, size_t *len) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return NULL;
-    size_t cap = 1 << 16, n = 0, got;
-    char *buf = malloc(cap + 1);
-    while (buf && (got = fread(buf + n, 1, cap - n, fp)) > 0) {
-        n += got;
-        if (n == cap) {
-            char *nb = realloc(buf, cap * 2 + 1);
-            if (!nb) { free(buf); buf = NULL; break; }
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    int bad = ferror(fp);
-    fclose(fp);
-    if (!buf || bad) { free(buf); errno = bad ? EIO : ENOMEM; return NULL; }
-    buf[n] = 0;
-    if (len) *len = n;
-    return buf;
-}
-
 int cli_grammar_flag(cli_grammar *c, int argc, char **argv, int *i) {
     const char *a = argv[*i];
     if (!strcmp(a, "--json")) { c->json_any = true; return 1; }

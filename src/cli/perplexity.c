@@ -79,28 +79,6 @@ static int32_t log_softmax(const float *x, int32_t n, double *out) {
     return best;
 }
 
-static char *read_file(const char *path, size_t *len) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return NULL;
-    size_t cap = 1 << 16, n = 0, got;
-    char *buf = malloc(cap + 1);
-    while (buf && (got = fread(buf + n, 1, cap - n, fp)) > 0) {
-        n += got;
-        if (n == cap) {
-            char *nb = realloc(buf, cap * 2 + 1);
-            if (!nb) { free(buf); buf = NULL; break; }
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    bool bad = ferror(fp);
-    fclose(fp);
-    if (bad) { free(buf); return NULL; }
-    if (buf) buf[n] = 0;
-    *len = n;
-    return buf;
-}
-
 typedef struct runner {
     smoe_model *m;
     smoe_seq *s;
@@ -169,7 +147,7 @@ int cmd_perplexity(int argc, char **argv) {
     smoe_tokens toks = {0};
     double *lp = NULL, *lq = NULL;
     size_t text_len = 0;
-    char *text = read_file(text_path, &text_len);
+    char *text = cli_read_file(text_path, &text_len);
     if (!text) return cli_fail("%s: cannot read", text_path);
     if (runner_open(&mod, path, (int32_t)ctx, kv)) goto out;
     const smoe_vocab *voc = &mod.m->vocab;

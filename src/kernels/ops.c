@@ -162,7 +162,7 @@ static void mm_thread(const mm_job *j, uint8_t *const act[SMOE_ACT_KINDS], int i
     }
 }
 
-static int max_threads(void) {
+int smoe_max_threads(void) {
 #ifdef _OPENMP
     return omp_get_max_threads();
 #else
@@ -213,7 +213,7 @@ void smoe_matmul_multi(const smoe_mm *mm, int count, float *const out[], const s
         j.nt = n - t0 < slice ? n - t0 : slice;
         j.x = x + t0 * cols;
         j.out_t0 = t0;
-        const int nth = work * (size_t)j.nt >= PARALLEL_MIN_WORK ? max_threads() : 1;
+        const int nth = work * (size_t)j.nt >= PARALLEL_MIN_WORK ? smoe_max_threads() : 1;
         if (nth <= 1) {
             mm_thread(&j, act, 0, 1);
             continue;

@@ -66,4 +66,7 @@ void smoe_softmax(float *x, int64_t n);
 /* a[i] = silu(a[i]) * b[i] */
 void smoe_swiglu(float *a, const float *b, int64_t n);
 
+/* Threads a parallel region may use (OpenMP's setting; 1 without OpenMP). */
+int smoe_max_threads(void);
+
 #endif

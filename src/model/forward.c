@@ -197,14 +197,6 @@ void smoe_ctx_set_route_trace(smoe_ctx *c, smoe_route_fn fn, void *user) {
  * Attention
  * ------------------------------------------------------------------------- */
 
-static int max_threads(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-
 static int thread_id(void) {
 #ifdef _OPENMP
     return omp_get_thread_num();
@@ -213,7 +205,7 @@ static int thread_id(void) {
 #endif
 }
 
-/* scratch: max_threads() x attention_scratch(hp, longest sequence in the
+/* scratch: smoe_max_threads() x attention_scratch(hp, longest sequence in the
  * batch) floats: one thread's scores for the query heads of a KV group, then
  * a row of widened F16 */
 static size_t attention_scratch(const smoe_hparams *hp, int32_t max_len) {
@@ -368,7 +360,7 @@ int smoe_forward(smoe_ctx *c, const smoe_batch_entry *e, int32_t n, float *logit
     if (check_batch(c, e, n, err)) return -1;
     int32_t max_len = 1;
     for (int32_t t = 0; t < n; t++) if (e[t].pos + 1 > max_len) max_len = e[t].pos + 1;
-    float *scores = malloc((size_t)max_threads() * attention_scratch(hp, max_len) * sizeof(float));
+    float *scores = malloc((size_t)smoe_max_threads() * attention_scratch(hp, max_len) * sizeof(float));
     if (!scores) return smoe_errf(err, "out of memory for attention scores over %d positions", max_len);
 
     for (int32_t t = 0; t < n; t++) smoe_matrix_row(&m->tok_embd, e[t].token, c->x + (size_t)t * dim);
