@@ -5,7 +5,8 @@
 #   make allocfail    build-allocfail/allocfail: ASan/LSan build whose
 #                     malloc family fails the N-th call (tests/allocfail/)
 #   make tsan         build-tsan/smoe: ThreadSanitizer, no OpenMP
-#   make test-tsan    tests/test_server.py on build-tsan/smoe
+#   make test-tsan    tests/test_server.py and the slowloris tests (the receive
+#                     deadline's thread) on build-tsan/smoe
 
 # ---------------------------------------------------------------------------
 # fuzz_server and fuzz_http: these targets also need the server sources and
@@ -76,7 +77,7 @@ tsan: $(TSAN_BUILD)/smoe
 test-tsan: $(TSAN_BUILD)/smoe
 	rm -rf $(TSAN_BUILD)/reports && mkdir -p $(TSAN_BUILD)/reports
 	cd tests && TSAN_OPTIONS="log_path=$(abspath $(TSAN_BUILD))/reports/tsan second_deadlock_stack=1 $(TSAN_OPTIONS)" \
-	    SMOE_BIN=$(abspath $(TSAN_BUILD))/smoe SMOE_BUILD=$(TSAN_BUILD) $(PYTHON) -m unittest test_server
+	    SMOE_BIN=$(abspath $(TSAN_BUILD))/smoe SMOE_BUILD=$(TSAN_BUILD) $(PYTHON) -m unittest test_server test_hostile.Slowloris
 	@if ls $(TSAN_BUILD)/reports/tsan.* >/dev/null 2>&1; then \
 	    cat $(TSAN_BUILD)/reports/tsan.* | head -n 200; \
 	    echo "test-tsan: ThreadSanitizer reports in $(TSAN_BUILD)/reports/"; exit 1; \
