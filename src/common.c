@@ -17,6 +17,22 @@ int smoe_errf(char *err, const char *fmt, ...) {
     return -1;
 }
 
+char *smoe_err_bytes(char *buf, size_t cap, const void *bytes, size_t n) {
+    const unsigned char *s = bytes;
+    size_t o = 0;
+    if (!cap) return buf;
+    buf[0] = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool plain = s[i] >= 0x20 && s[i] < 0x7F && s[i] != '\\';
+        size_t need = plain ? 1 : 4;
+        if (o + need >= cap) break;
+        if (plain) buf[o++] = (char)s[i];
+        else o += (size_t)snprintf(buf + o, cap - o, "\\x%02X", s[i]);
+    }
+    buf[o] = 0;
+    return buf;
+}
+
 /* ---------------------------------------------------------------------------
  * jansson's allocator (see common.h).  The count is thread-local because
  * jansson's hooks are process-wide and take no context: it is the only

@@ -18,6 +18,12 @@
 int smoe_errf(char *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Bytes from outside (a file, a request) shown inside an error message:
+ * printable ASCII as is, every other byte and the backslash as \xNN, so
+ * that the message stays one line of valid UTF-8.  Writes at most cap bytes
+ * to buf (cut at a whole escape, NUL-terminated) and returns buf. */
+char *smoe_err_bytes(char *buf, size_t cap, const void *bytes, size_t n);
+
 /* Overflow-checked arithmetic: return false when the result does not fit. */
 static inline bool smoe_add_u64(uint64_t a, uint64_t b, uint64_t *r) {
     return !__builtin_add_overflow(a, b, r);

@@ -252,7 +252,9 @@ smoe_tokenizer *smoe_tokenizer_new(const smoe_vocab *v, char *err) {
         return NULL;
     }
     if (strcmp(v->model, "llama") != 0) {
-        smoe_errf(err, "tokenizer: model '%s' is not supported (only SentencePiece BPE, 'llama')", v->model);
+        char shown[4 * sizeof v->model];
+        smoe_errf(err, "tokenizer: model '%s' is not supported (only SentencePiece BPE, 'llama')",
+                  smoe_err_bytes(shown, sizeof shown, v->model, strlen(v->model)));
         return NULL;
     }
     smoe_tokenizer *t = calloc(1, sizeof *t);
@@ -450,15 +452,9 @@ static int emit_unknown(bpe_run *r, const uint8_t *s, int32_t len, smoe_tokens *
         return 0;
     }
     if (v->unk_id < 0) {
-        /* the symbol may be a newline or any other character: show
-         * printable ASCII as is and every other byte as \xNN, so that the
-         * message stays one line of ASCII */
-        char shown[8 * 4 + 1] = "";
-        size_t o = 0;
-        for (int32_t i = 0; i < len && i < 8; i++) {
-            bool plain = s[i] >= 0x20 && s[i] < 0x7F && s[i] != '\\';
-            o += (size_t)snprintf(shown + o, sizeof shown - o, plain ? "%c" : "\\x%02X", s[i]);
-        }
+        /* the symbol may be a newline or any other character */
+        char shown[8 * 4 + 1];
+        smoe_err_bytes(shown, sizeof shown, s, (size_t)(len < 8 ? len : 8));
         return smoe_errf(err, "tokenizer: '%s' is not in the vocabulary, which has neither byte "
                          "fallback nor an <unk> token", shown);
     }
