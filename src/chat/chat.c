@@ -483,7 +483,8 @@ static bool valid_function_name(const json_t *n) {
 
 /* Parse a JSON text (any value); NULL when it does not parse. */
 static json_t *parse_json_text(const char *s, size_t n, json_error_t *je) {
-    return json_loadb(s, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, je);
+    bool oom;   /* counted for the caller's check (common.h) */
+    return smoe_json_parse(s, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, je, &oom);
 }
 
 static int oom(char *err) { return smoe_errf(err, "out of memory"); }

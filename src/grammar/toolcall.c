@@ -322,8 +322,9 @@ int smoe_toolcall_parse(const smoe_toolset *ts, smoe_toolcall_format fmt, const 
                         uint64_t *rng, bool arguments_object, smoe_toolcall_result *out, char *err) {
     memset(out, 0, sizeof *out);
     json_error_t je;
-    json_t *doc = json_loadb(text, len, JSON_ALLOW_NUL, &je);
-    if (!doc) return smoe_errf(err, "tool calls: not JSON: %s", je.text);
+    bool oom;
+    json_t *doc = smoe_json_parse(text, len, JSON_ALLOW_NUL, &je, &oom);
+    if (!doc) return smoe_errf(err, oom ? "tool calls: out of memory" : "tool calls: not JSON: %s", je.text);
     const json_t *arr = doc;
     int rc = -1;
     if (fmt == SMOE_TOOLCALL_OBJECT) {

@@ -674,12 +674,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return send_reply(s, conn, cx->endpoint, &rep);
         }
         json_error_t je;
-        smoe_json_failures_take();
-        body = json_loadb(cx->body.p ? cx->body.p : "", cx->body.len, 0, &je);
-        if (smoe_json_failures_take()) {
-            /* jansson ran out of memory: even a parse that succeeded may
-             * have lost bytes of a string (see common.h) */
-            json_decref(body);
+        bool oom;
+        body = smoe_json_parse(cx->body.p ? cx->body.p : "", cx->body.len, 0, &je, &oom);
+        if (oom) {
+            smoe_json_failures_take();
             family_error(&rep, rt->fam, 503, "server_error", "out_of_memory", "out of memory while parsing the request");
             rep.retry_after = 1;
             return send_reply(s, conn, cx->endpoint, &rep);

@@ -53,6 +53,7 @@ static srv *server(void) {
     static smoe_tokenizer *tok;
     char err[SMOE_ERR_SIZE];
     if (s) return s;
+    smoe_json_alloc_init();   /* as `smoe` does */
     char path[96];
     fz_tiny_server_model("http", &m, &tok, path, sizeof path);
     srv_opts o;

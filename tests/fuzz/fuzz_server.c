@@ -45,6 +45,7 @@ static srv *server(int chat_format) {
     static smoe_tokenizer *tok;
     char err[SMOE_ERR_SIZE];
     if (!s) {
+        smoe_json_alloc_init();   /* as `smoe` does */
         fz_tiny_server_model("server", &m, &tok, NULL, 0);
         srv_opts o;
         srv_opts_defaults(&o);
