@@ -13,6 +13,8 @@
  *     served; a request with n choices waits for n free slots), steps all
  *     active sequences together, and formats their output (openai.c,
  *     ollama.c) into each request's output buffer.
+ *   - one watchdog thread (watchdog.c) shuts down connections whose
+ *     request has not arrived whole within --read-timeout.
  *   - the main thread (serve.c) loads the model after the server is
  *     listening (/health answers 503 meanwhile), then waits for SIGINT or
  *     SIGTERM with sigwait(); the signals are blocked in every thread.
