@@ -94,7 +94,18 @@ static int connect_to(int port) {
     a.sin_family = AF_INET;
     a.sin_port = htons((uint16_t)port);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    FZ_CHECK(connect(fd, (struct sockaddr *)&a, sizeof a) == 0, "connect: %s", strerror(errno));
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        /* interrupted by a signal (libFuzzer's timer): the connection goes
+         * on by itself; wait until it is made, then read its outcome */
+        FZ_CHECK(errno == EINTR, "connect: %s", strerror(errno));
+        struct pollfd p = {fd, POLLOUT, 0};
+        int r;
+        while ((r = poll(&p, 1, 20000)) < 0 && errno == EINTR) {}
+        FZ_CHECK(r == 1, "connect: no connection 20 s after an interrupted connect");
+        int e = 0;
+        socklen_t el = sizeof e;
+        FZ_CHECK(getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) == 0 && e == 0, "connect: %s", strerror(e));
+    }
     return fd;
 }
 
