@@ -125,18 +125,13 @@ double srv_wall_s(void) {
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-void srv_reply_check_json(srv_reply *rep) {
-    if (smoe_json_failures_take() && rep->body) {
-        free(rep->body);
-        rep->body = NULL;   /* send_reply answers 503 */
-    }
-}
-
 char *srv_dump(json_t *v) {
     char *s = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
     json_decref(v);
-    /* a jansson allocation failed since the previous dump on this thread:
-     * a member or element of v may be missing, so v is not sent */
+    /* a jansson allocation failed since the caller's last
+     * smoe_json_failures_take() (before the handler, or the engine event)
+     * or the previous dump: a member or element of v may be missing, so v
+     * is not sent (send_reply answers 503; a stream ends with an error) */
     if (smoe_json_failures_take()) {
         free(s);
         return NULL;
@@ -691,10 +686,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return send_reply(s, conn, cx->endpoint, &rep);
         }
     }
-    smoe_json_failures_take();   /* the reply's document starts here */
+    smoe_json_failures_take();   /* the reply's document starts here: srv_dump checks */
     dispatch(s, conn, rt, url, body, &rep);
     json_decref(body);
-    srv_reply_check_json(&rep);
     if (rep.gen) {
         enum MHD_Result r = send_generation(s, conn, cx->endpoint, rep.gen);
         return r;

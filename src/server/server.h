@@ -360,14 +360,10 @@ int srv_get_bool(const json_t *o, const char *key, bool *out, srv_perr *e);
 int srv_get_stops(const json_t *o, const char *key, int max, srv_request *r, srv_perr *e);
 int srv_perr_set(srv_perr *e, const char *param, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* After a handler: a direct reply built while a jansson allocation failed
- * (counted since the caller's smoe_json_failures_take() before the handler)
- * may lack a member, so its body is dropped and send_reply answers 503 "out
- * of memory" instead.  (A generation's handler checks before queueing.) */
-void srv_reply_check_json(srv_reply *rep);
-
 /* shared helpers (http.c) */
-char *srv_dump(json_t *v);                    /* compact JSON, steals v; NULL on failure */
+/* Compact JSON, steals v; NULL on failure, or when a jansson allocation
+ * failed since the thread's last smoe_json_failures_take() (common.h). */
+char *srv_dump(json_t *v);
 json_t *srv_json_text(const char *s, size_t n);  /* a JSON string from bytes, invalid UTF-8 replaced */
 double srv_now_ms(void);                      /* CLOCK_MONOTONIC */
 double srv_wall_s(void);                      /* CLOCK_REALTIME */

@@ -101,14 +101,12 @@ void srv_request_write(srv_request *r, const char *data, size_t len, bool finish
 }
 
 char *srv_request_dump(srv_request *r, json_t *o) {
-    if (smoe_json_failures_take()) r->json_failed = true;
-    char *text = r->json_failed ? NULL : srv_dump(o);
-    if (r->json_failed) json_decref(o);
-    if (!text || smoe_json_failures_take()) {
-        r->json_failed = true;
-        free(text);
+    if (r->json_failed) {   /* an earlier event of r lost part of its output */
+        json_decref(o);
         return NULL;
     }
+    char *text = srv_dump(o);   /* checks the failures since the event began */
+    if (!text) r->json_failed = true;
     return text;
 }
 

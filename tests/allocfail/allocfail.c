@@ -386,8 +386,8 @@ static void play(srv_request *r) {
 static char *ref_out[sizeof server_bodies / sizeof *server_bodies];
 /* Successful replies that differ from the reference: a reply built while a
  * jansson allocation failed (json_object_set_new drops the member, and the
- * handlers do not check each call) must be refused by
- * srv_reply_check_json, never sent.  Must stay 0. */
+ * handlers do not check each call) must be refused by srv_dump, never
+ * sent.  Must stay 0. */
 static uint64_t degraded;
 
 static json_t *server_json[8];
@@ -427,7 +427,6 @@ static int op_server(char *err) {
     }
     json_decref(b);
     if (!rep.gen) {
-        srv_reply_check_json(&rep);
         /* a reply without a body is sent as a 503 (out of memory) by http.c's send_reply */
         int status = !rep.body ? 503 : rep.status;
         bool ok = status == 200;
