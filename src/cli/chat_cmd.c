@@ -136,7 +136,7 @@ static int turn(cli_loaded *l, const cli_gen *g, json_t *req, const char *line) 
         return 0;
     }
     if (a.broken) { free(a.text); return -1; }
-    printf(res.finish == SMOE_FINISH_ABORT ? " [interrupted]\n" : "\n");
+    printf(res.finish == SMOE_FINISH_CANCEL ? " [interrupted]\n" : "\n");
     fflush(stdout);
     json_t *reply = message("assistant", a.text ? a.text : "", a.len);
     /* keep the ids the model produced, so the next turn extends the cache */

@@ -45,9 +45,8 @@
 
 #include "smoe.h"
 #include "../tokenizer/tokenizer.h"
+#include "decode.h"
 #include "sampler.h"
-
-#define SMOE_SCHED_MAX_TOP 20   /* most top logprobs per token */
 
 typedef struct smoe_sched_opts {
     int32_t n_slots;       /* sequences at once (>= 1) */
@@ -61,39 +60,17 @@ typedef struct smoe_job_params {
     int32_t max_tokens;             /* -1: until the context is full */
     const char *const *stop;        /* stop strings, copied */
     int n_stop;
-    int32_t top_logprobs;           /* -1: no logprobs; else 0..SMOE_SCHED_MAX_TOP */
-    /* Constrained decoding (src/grammar/grammar.h): every token is drawn
-     * from those the grammar allows, within the token budget, and the job
-     * stops once the document is complete and nothing can follow.  NULL:
-     * none.  Borrowed: the job keeps its own matcher and reference. */
+    int32_t top_logprobs;           /* -1: no logprobs; else 0..SMOE_MAX_TOP_LOGPROBS */
+    /* Constrained decoding (src/grammar/grammar.h): the job keeps its own
+     * matcher of this grammar (and a reference to it) and decodes under it
+     * as decode.h says.  NULL: none. */
     struct smoe_grammar *grammar;
-    /* With a grammar: a token (a control token such as Mistral's
-     * [TOOL_CALLS]) that arms it.  Until the job samples this token,
-     * generation is free; the text before it is flushed (held-back bytes
-     * and stop-string prefixes included) before the token callback reports
-     * it, and from the next token on the grammar constrains the rest.
-     * 0: none, the grammar applies from the first token. */
-    int32_t grammar_trigger;
+    /* With a grammar: tokens that arm it (a control token such as
+     * Mistral's [TOOL_CALLS]), copied; none: constrained from the first
+     * token.  See decode.h. */
+    const int32_t *grammar_triggers;
+    int n_grammar_triggers;
 } smoe_job_params;
-
-typedef struct smoe_logprob {
-    int32_t id;
-    float logprob;
-} smoe_logprob;
-
-typedef struct smoe_token_lp {
-    int32_t id;
-    float logprob;
-    int32_t n_top;
-    smoe_logprob top[SMOE_SCHED_MAX_TOP];   /* most likely first */
-} smoe_token_lp;
-
-typedef enum {
-    SMOE_JOB_STOP,      /* end-of-sequence token or a stop string */
-    SMOE_JOB_LENGTH,    /* max_tokens, or the context is full */
-    SMOE_JOB_CANCEL,    /* smoe_sched_cancel or smoe_sched_free */
-    SMOE_JOB_ERROR,     /* the forward pass failed (err says why) */
-} smoe_job_finish;
 
 typedef struct smoe_job_stats {
     int32_t n_prompt;      /* prompt tokens */
@@ -101,8 +78,8 @@ typedef struct smoe_job_stats {
     int32_t n_processed;   /* of which run through the model (n_prompt - n_cached) */
     int32_t n_generated;   /* tokens sampled (an end-of-sequence token not counted) */
     int32_t slot;
-    double t_admit_ms, t_first_ms, t_end_ms;  /* CLOCK_MONOTONIC; t_first 0 when no token */
-    smoe_job_finish finish;
+    double t_admit_ms, t_first_ms, t_end_ms;  /* smoe_now_ms(); t_first 0 when no token */
+    smoe_finish finish;
 } smoe_job_stats;
 
 /* Callbacks, all made on the thread that calls the scheduler. */
@@ -114,7 +91,7 @@ typedef struct smoe_job_events {
     /* Every generated token, as it is sampled.  May be NULL. */
     void (*token)(void *user, int32_t id);
     /* Exactly once, last; the job is gone afterwards.  err is "" unless
-     * finish is SMOE_JOB_ERROR. */
+     * finish is SMOE_FINISH_ERROR. */
     void (*done)(void *user, const smoe_job_stats *st, const char *err);
 } smoe_job_events;
 
@@ -146,13 +123,21 @@ int smoe_sched_check_params(const smoe_sched *s, const smoe_job_params *p, char 
 smoe_sched_job *smoe_sched_submit(smoe_sched *s, const int32_t *prompt, int32_t n, const smoe_job_params *p,
                                   const smoe_job_events *ev, void *user, char *err);
 
-/* Finish a job now (done is called with SMOE_JOB_CANCEL) and free its slot;
+/* Finish a job now (done is called with SMOE_FINISH_CANCEL) and free its slot;
  * the tokens already in its cache stay reusable. */
 void smoe_sched_cancel(smoe_sched *s, smoe_sched_job *j);
 
 /* One step (see above).  Returns the number of batch entries run (0 when no
  * job is active).  A failed forward pass finishes the jobs of the batch with
- * SMOE_JOB_ERROR and returns -1 with err; the scheduler stays usable. */
+ * SMOE_FINISH_ERROR and returns -1 with err; the scheduler stays usable. */
 int smoe_sched_step(smoe_sched *s, char *err);
+
+/* TEMPORARY (until the server branch is merged): the old names. */
+typedef smoe_finish smoe_job_finish;
+#define SMOE_JOB_STOP SMOE_FINISH_STOP
+#define SMOE_JOB_LENGTH SMOE_FINISH_LENGTH
+#define SMOE_JOB_CANCEL SMOE_FINISH_CANCEL
+#define SMOE_JOB_ERROR SMOE_FINISH_ERROR
+#define SMOE_SCHED_MAX_TOP SMOE_MAX_TOP_LOGPROBS
 
 #endif

@@ -1,5 +1,6 @@
 /* session.h - one conversation on one model: a KV cache, the tokens in it,
- * and the generation loop (prompt, sample, detokenize, stop).
+ * and the generation loop (the prompt, then decode.h's step until it
+ * finishes); what `smoe run` and `smoe chat` generate with.
  *
  * A new prompt that starts with the tokens already in the cache reuses
  * them: only the new suffix is processed.  This is how a chat's earlier
@@ -12,6 +13,7 @@
 
 #include "smoe.h"
 #include "../tokenizer/tokenizer.h"
+#include "decode.h"
 #include "sampler.h"
 #include "stopstr.h"
 
@@ -24,29 +26,19 @@ typedef struct smoe_gen_params {
     int n_stop;
     const int32_t *stop_tokens;     /* besides the vocabulary's end-of-sequence */
     int n_stop_tokens;
-    /* Constrained decoding (src/grammar/grammar.h); NULL = none.  Each step
-     * samples only tokens that keep the text a prefix of a document of the
-     * grammar, and the matcher is advanced with each token (reset it
-     * before).  End-of-sequence and the stop tokens are allowed only once
-     * the document is complete; when it cannot continue, generation stops
-     * (finish STOP).  The token budget (max_tokens, the context) is part of
-     * the constraint, so the document is complete when it runs out. */
+    /* Constrained decoding: a grammar matcher (reset it before) and its
+     * triggers, as in smoe_decode_params (decode.h).  NULL = none. */
     struct smoe_gmatch *grammar;
-    /* With grammar: free text until one of these tokens is generated, the
-     * constraint from the next token on (Mistral's [TOOL_CALLS]); none:
-     * constrained from the first token. */
     const int32_t *grammar_triggers;
     int n_grammar_triggers;
 } smoe_gen_params;
-
-typedef enum { SMOE_FINISH_STOP, SMOE_FINISH_LENGTH, SMOE_FINISH_ABORT } smoe_finish;
 
 typedef struct smoe_gen_result {
     int32_t n_prompt;            /* prompt tokens */
     int32_t n_prompt_processed;  /* of which run through the model (the rest were cached) */
     int32_t n_generated;
     double prompt_ms, gen_ms;
-    smoe_finish finish;
+    smoe_finish finish;          /* SMOE_FINISH_CANCEL: emit asked to stop */
     double grammar_ms;           /* of gen_ms: computing token masks and advancing the grammar */
     int32_t n_grammar_steps;     /* constrained steps */
     bool grammar_complete;       /* the constrained document is complete */

@@ -136,7 +136,8 @@ int srv_tools_setup(srv *s, const json_t *body, srv_request *r, char *param, cha
     t->trigger = tc.kind == SMOE_TOOLS_AUTO && !object ? trig : 0;
     r->tools = t; /* freed with the request from here on */
     if (!(r->params.grammar = smoe_toolcall_grammar(ts, &tc, t->fmt, e))) return smoe_errf(err, "%s", e);
-    r->params.grammar_trigger = t->trigger;
+    r->params.grammar_triggers = &t->trigger; /* t lives as long as the request */
+    r->params.n_grammar_triggers = t->trigger ? 1 : 0;
     for (int i = 0; i < r->n; i++) {
         tc_choice *c = &t->ch[i];
         c->seed = r->params.sampling.seed + (uint64_t)i;

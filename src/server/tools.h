@@ -5,7 +5,7 @@
  * How a request with tools runs (models with Mistral v3 tool tokens):
  *   tool_choice auto       free generation; once the model samples the
  *                          [TOOL_CALLS] control token the scheduler arms the
- *                          tool-call grammar (smoe_job_params.grammar_trigger)
+ *                          tool-call grammar (smoe_job_params.grammar_triggers)
  *                          and the rest is a valid JSON array of calls.  The
  *                          text before the token is the message's content.
  *   required / named       the grammar constrains from the first token; the
@@ -34,7 +34,7 @@
 typedef struct srv_tools srv_tools;
 
 /* Read "tools", "tool_choice" and "parallel_tool_calls" of body into
- * r->tools, r->params.grammar and r->params.grammar_trigger.  Call after the
+ * r->tools, r->params.grammar and r->params.grammar_triggers.  Call after the
  * choices and the seed are set and the prompt is rendered.  No tools (absent,
  * null, []) or tool_choice none: nothing to do.  -1 with err (and the field's
  * name in param) for a 400. */
