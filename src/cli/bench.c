@@ -32,6 +32,7 @@
 #include <omp.h>
 #endif
 
+#include "../base/clock.h"
 #include "../common.h"
 #include "../kernels/types.h"
 #include "../model/model.h"
@@ -62,12 +63,6 @@ typedef struct bench_test {
     double *tps; /* tokens/s per repetition */
     double mean, sd;
 } bench_test;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int threads_now(void) {
 #ifdef _OPENMP
@@ -113,10 +108,10 @@ static double measure_bandwidth(size_t mib) {
     volatile uint64_t sink = 0;
     for (int r = 0; r < BW_TRIES; r++) {
         uint64_t sum = 0;
-        double t0 = now_s();
+        double t0 = (smoe_now_ms() / 1e3);
         #pragma omp parallel for simd schedule(static) reduction(+ : sum)
         for (size_t i = 0; i < n; i++) sum += buf[i];
-        double dt = now_s() - t0;
+        double dt = (smoe_now_ms() / 1e3) - t0;
         sink += sum;
         if (dt > 0 && (double)(n * sizeof(uint64_t)) / dt > best) best = (double)(n * sizeof(uint64_t)) / dt;
     }
@@ -176,7 +171,7 @@ static void touch_pages(const gguf_file *f) {
 
 static int run_test(smoe_ctx *c, smoe_seq *s, const bench_test *t, const int32_t *tokens, smoe_batch_entry *e,
                     float *logits, double *secs, char *err) {
-    double t0 = now_s();
+    double t0 = (smoe_now_ms() / 1e3);
     if (!t->gen) {
         for (int32_t i = 0; i < t->n; i++) e[i] = (smoe_batch_entry){s, i, tokens[i], i == t->n - 1};
         if (smoe_forward(c, e, t->n, logits, err)) return -1;
@@ -186,7 +181,7 @@ static int run_test(smoe_ctx *c, smoe_seq *s, const bench_test *t, const int32_t
             if (smoe_forward(c, e, 1, logits, err)) return -1;
         }
     }
-    *secs = now_s() - t0;
+    *secs = (smoe_now_ms() / 1e3) - t0;
     return 0;
 }
 

@@ -16,6 +16,7 @@
 #endif
 
 #include "../chat/chat.h"
+#include "../base/clock.h"
 #include "../common.h"
 #include "../model/synth.h"
 #include "cli.h"
@@ -161,12 +162,6 @@ static int default_model_path(char *out, size_t n) {
  * Loading
  * ------------------------------------------------------------------------- */
 
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 int cli_load(const cli_gen *g, cli_loaded *out) {
     memset(out, 0, sizeof *out);
     char path[4096], err[SMOE_ERR_SIZE];
@@ -175,7 +170,7 @@ int cli_load(const cli_gen *g, cli_loaded *out) {
 #ifdef _OPENMP
     if (g->threads > 0) omp_set_num_threads(g->threads);
 #endif
-    double t0 = now_ms();
+    double t0 = smoe_now_ms();
     if (!(out->model = smoe_model_load(path, err))) return cli_fail("%s", err), -1;
     if (out->model->vocab.n_tokens == 0) {
         cli_fail("%s: the model file has no tokenizer (tokenizer.ggml.tokens); it cannot turn text into tokens", path);
@@ -198,7 +193,7 @@ int cli_load(const cli_gen *g, cli_loaded *out) {
     if (!(out->session = smoe_session_new(out->model, out->tok, g->n_ctx, err))) { cli_fail("%s", err); goto fail; }
     char check[SMOE_ERR_SIZE];
     if (smoe_sampler_check(&g->gen.sampling, out->model->hp.n_vocab, check)) { cli_fail("%s", check); goto fail; }
-    out->load_ms = now_ms() - t0;
+    out->load_ms = smoe_now_ms() - t0;
     return 0;
 fail:
     cli_unload(out);

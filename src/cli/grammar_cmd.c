@@ -10,6 +10,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "../base/buf.h"
+#include "../base/clock.h"
 #include "../common.h"
 #include "cli.h"
 #include "gen_common.h"
@@ -126,31 +128,8 @@ static const char help[] =
     "  -p, --prompt TEXT       prompt for --generate (default: BOS only)\n"
     "  --json-lines            documents on stdin as JSON strings\n";
 
-typedef struct textbuf {
-    char *p;
-    size_t n, cap;
-} textbuf;
-
 static int collect(void *user, const char *text, size_t len) {
-    textbuf *b = user;
-    if (b->n + len + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 1024;
-        while (cap < b->n + len + 1) cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np) return 1;
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, text, len);
-    b->n += len;
-    b->p[b->n] = 0;
-    return 0;
-}
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+    return smoe_buf_add(user, text, len) ? 1 : 0;
 }
 
 static int check_docs(smoe_grammar *g, bool json_lines) {
@@ -368,7 +347,7 @@ int cmd_grammar_check(int argc, char **argv) {
         goto gen_out;
     }
     if (toks.n == 0) { cli_fail("the prompt is empty and the model has no BOS token"); goto gen_out; }
-    double mask_ms = 0, gen_ms = 0, t_start = now_ms();
+    double mask_ms = 0, gen_ms = 0, t_start = smoe_now_ms();
     long long steps = 0, tokens = 0, docs = 0, complete = 0;
     uint64_t seed0 = g.gen.sampling.seed;
     for (size_t i = 0; i < n_g; i++) {
@@ -378,7 +357,7 @@ int cmd_grammar_check(int argc, char **argv) {
             smoe_gen_params p = g.gen;
             p.sampling.seed = seed0 + i * 1000003ull + (uint64_t)d;
             p.grammar = m;
-            textbuf out = {0};
+            smoe_buf out = {0};
             smoe_gen_result res;
             int r = smoe_session_generate(l.session, &toks, &p, collect, &out, &res, err);
             smoe_gmatch_free(m);
@@ -405,7 +384,7 @@ int cmd_grammar_check(int argc, char **argv) {
     fprintf(stderr,
             "smoe: %lld documents (%lld complete), %lld tokens in %.0f ms | schema compile %.2f ms mean, %.2f ms max | "
             "grammar %.4f ms/token = %.2f%% of a decode step (%.3f ms without it)\n",
-            docs, complete, tokens, now_ms() - t_start, n_g ? compile_total / (double)n_g : 0.0, compile_max, per_mask,
+            docs, complete, tokens, smoe_now_ms() - t_start, n_g ? compile_total / (double)n_g : 0.0, compile_max, per_mask,
             per_tok - per_mask > 0 ? 100.0 * per_mask / (per_tok - per_mask) : 0.0, per_tok - per_mask);
     rc = 0;
 gen_out:

@@ -60,6 +60,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../base/clock.h"
 #include "../common.h"
 #include "../format/gguf.h"
 #include "../kernels/types.h"
@@ -242,16 +243,10 @@ typedef struct progress {
     int last_pct;
 } progress;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void progress_draw(progress *p, uint64_t done, bool force) {
     if (!p->on) return;
     int pct = p->total ? (int)(done * 100 / p->total) : 100;
-    double t = now_s();
+    double t = (smoe_now_ms() / 1e3);
     if (!force && pct == p->last_pct && t - p->last < 0.2) return;
     p->last = t;
     p->last_pct = pct;

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../base/utf8.h"
 #include "../common.h"
 
 /* Limits far above any real tokenizer, so that hostile counts fail early. */
@@ -177,27 +178,6 @@ static float pb_float(uint64_t bits) {
  * Piece text checks
  * ------------------------------------------------------------------------- */
 
-/* Length of the well-formed UTF-8 sequence at s (n > 0 bytes left), or 0
- * when it is malformed: bad lead byte, truncated, overlong, surrogate or
- * above U+10FFFF. */
-static size_t utf8_seq_len(const uint8_t *s, size_t n) {
-    uint8_t c = s[0];
-    size_t len;
-    uint32_t cp, min;
-    if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; min = 0x80; }
-    else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0F; min = 0x800; }
-    else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; min = 0x10000; }
-    else return 0;
-    if (n < len) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-    return len;
-}
-
 /* Pieces become NUL-terminated strings and are matched against UTF-8 text,
  * so anything that is not plain, non-empty UTF-8 is rejected up front. */
 static int check_piece_text(const uint8_t *s, size_t len, int32_t idx, char *err) {
@@ -209,8 +189,8 @@ static int check_piece_text(const uint8_t *s, size_t len, int32_t idx, char *err
         if (s[i] == 0)
             return smoe_errf(err, "spm: piece %d contains a NUL byte at offset %zu",
                              (int)idx, i);
-        size_t n = utf8_seq_len(s + i, len - i);
-        if (n == 0)
+        int n = smoe_utf8_class(s + i, len - i); /* -1 malformed, 0 cut short */
+        if (n <= 0)
             return smoe_errf(err, "spm: piece %d is not valid UTF-8 (offset %zu)",
                              (int)idx, i);
         i += n;

@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../base/utf8.h"
 #include "../common.h"
 
 #define SPACE_SYMBOL "\xe2\x96\x81" /* U+2581, how SentencePiece spells a space */
@@ -41,38 +42,6 @@
 /* Longest text smoe_tokenize accepts: the normalised copy (up to three
  * bytes per input byte) and the symbol indices must fit in int32. */
 #define MAX_TEXT_BYTES ((size_t)256 << 20)
-
-/* ---------------------------------------------------------------------------
- * UTF-8
- * ------------------------------------------------------------------------- */
-
-/* Classify the bytes s[0..n) (n >= 1) as the start of a UTF-8 character,
- * following the table of well-formed byte sequences in the Unicode standard
- * (no overlong forms, no surrogates, nothing above U+10FFFF):
- *   > 0  a complete, well-formed character of that many bytes;
- *     0  a proper prefix of a well-formed character (more bytes needed);
- *    -1  s[0] does not begin a well-formed character whatever follows. */
-static int utf8_class(const uint8_t *s, size_t n) {
-    uint8_t c = s[0];
-    int len;
-    uint8_t lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-    if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF) len = 2;
-    else if (c == 0xE0) { len = 3; lo = 0xA0; }
-    else if (c >= 0xE1 && c <= 0xEC) len = 3;
-    else if (c == 0xED) { len = 3; hi = 0x9F; }
-    else if (c == 0xEE || c == 0xEF) len = 3;
-    else if (c == 0xF0) { len = 4; lo = 0x90; }
-    else if (c >= 0xF1 && c <= 0xF3) len = 4;
-    else if (c == 0xF4) { len = 4; hi = 0x8F; }
-    else return -1;
-    for (int i = 1; i < len; i++) {
-        if ((size_t)i >= n) return 0;
-        uint8_t b = s[i];
-        if (i == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xBF)) return -1;
-    }
-    return len;
-}
 
 /* ---------------------------------------------------------------------------
  * Piece lookup: an open-addressing hash table from piece bytes to token id
@@ -507,7 +476,7 @@ static int normalize(bpe_run *r, const uint8_t *in, size_t len, bool add_space_p
         n = 3;
     }
     for (size_t i = 0; i < len;) {
-        int c = utf8_class(in + i, len - i);
+        int c = smoe_utf8_class(in + i, len - i);
         if (c <= 0) { /* invalid or cut short: one U+FFFD for this byte */
             memcpy(o + n, REPLACEMENT, 3);
             n += 3;
@@ -548,7 +517,7 @@ static int split_symbols(bpe_run *r, char *err) {
     for (size_t p = 0; p < r->n_text;) {
         size_t len = t->n_trie ? trie_match(t, r->text + p, r->n_text - p) : 0;
         bool freeze = len > 0;
-        if (!len) len = (size_t)utf8_class(r->text + p, r->n_text - p); /* valid after step 1 */
+        if (!len) len = (size_t)smoe_utf8_class(r->text + p, r->n_text - p); /* valid after step 1 */
         bool cut = n == 0 || (t->cut_words && len == 3 && memcmp(r->text + p, SPACE_SYMBOL, 3) == 0 &&
                               cut_here(t, r->text, (size_t)r->sym[n - 1].start, p));
         r->sym[n] = (symbol){(int32_t)p, (int32_t)len, cut ? -1 : n - 1, -1, freeze};
@@ -645,7 +614,7 @@ static void put_piece(outbuf *o, const char *s, size_t n) {
     size_t i = 0, run = 0; /* s[i..i+run) is valid text not yet written */
     while (i + run < n) {
         size_t j = i + run;
-        int c = utf8_class(u + j, n - j);
+        int c = smoe_utf8_class(u + j, n - j);
         if (c == 3 && memcmp(u + j, SPACE_SYMBOL, 3) == 0) {
             put(o, s + i, run);
             put(o, " ", 1);
@@ -719,7 +688,7 @@ void smoe_detok_init(smoe_detok *d, const smoe_tokenizer *t, bool strip_leading_
  * final, an incomplete tail is given up on as well. */
 static void drain(smoe_detok *d, outbuf *o, bool final) {
     while (d->n_pending > 0) {
-        int c = utf8_class((const uint8_t *)d->pending, (size_t)d->n_pending);
+        int c = smoe_utf8_class((const uint8_t *)d->pending, (size_t)d->n_pending);
         if (c == 0 && !final) return;
         int used = c > 0 ? c : 1;
         if (c > 0) put(o, d->pending, (size_t)c);

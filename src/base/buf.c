@@ -1,0 +1,72 @@
+/* buf.c - the growable byte buffer (see buf.h). */
+#include "buf.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int smoe_buf_add(smoe_buf *b, const void *data, size_t n) {
+    if (b->oom) return -1;
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->n + n + 1) cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = true;
+            return -1;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    if (n) memcpy(b->p + b->n, data, n);
+    b->n += n;
+    b->p[b->n] = 0;
+    return 0;
+}
+
+int smoe_buf_adds(smoe_buf *b, const char *s) { return smoe_buf_add(b, s, strlen(s)); }
+
+int smoe_buf_addc(smoe_buf *b, char c) { return smoe_buf_add(b, &c, 1); }
+
+int smoe_buf_addf(smoe_buf *b, const char *fmt, ...) {
+    char tmp[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0) return -1;
+    if ((size_t)n < sizeof tmp) return smoe_buf_add(b, tmp, (size_t)n);
+    /* too long for the stack: format again into the buffer itself */
+    if (smoe_buf_add(b, NULL, 0) || b->oom) return -1;
+    size_t at = b->n;
+    if (b->n + (size_t)n + 1 > b->cap) {
+        size_t cap = b->cap;
+        while (cap < b->n + (size_t)n + 1) cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = true;
+            return -1;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    va_start(ap, fmt);
+    vsnprintf(b->p + at, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->n += (size_t)n;
+    return 0;
+}
+
+int smoe_buf_append(smoe_buf *b, const smoe_buf *t) {
+    if (t->oom) {
+        b->oom = true;
+        return -1;
+    }
+    return smoe_buf_add(b, t->p, t->n);
+}
+
+void smoe_buf_free(smoe_buf *b) {
+    free(b->p);
+    memset(b, 0, sizeof *b);
+}
