@@ -33,10 +33,17 @@
 #include <string.h>
 #include <time.h>
 
+#include "ollama.h"
+
 #include "../common.h"
-#include "server.h"
+#include "params.h"
+#include "prompt.h"
+#include "state.h"
 #include "structured.h"
 #include "tools.h"
+#include "util.h"
+
+static const srv_api_ops generate_ops, chat_ops;
 
 void olm_error(srv_reply *rep, int status, const char *fmt, ...) {
     char msg[600];
@@ -295,7 +302,7 @@ void olm_generate(srv *s, json_t *b, srv_reply *rep) {
         load_reply(s, b, rep, false);
         return;
     }
-    srv_request *r = srv_request_new(s, API_OLLAMA_GENERATE, 1);
+    srv_request *r = srv_request_new(s, &generate_ops, 1);
     if (!r) { olm_error(rep, 500, "out of memory"); return; }
     srv_perr e = {0};
     if (options(s, b, r, &e)) goto bad;
@@ -385,7 +392,7 @@ void olm_chat(srv *s, json_t *b, srv_reply *rep) {
             return;
         }
     }
-    srv_request *r = srv_request_new(s, API_OLLAMA_CHAT, 1);
+    srv_request *r = srv_request_new(s, &chat_ops, 1);
     if (!r) { olm_error(rep, 500, "out of memory"); return; }
     srv_perr e = {0};
     char err[SMOE_ERR_SIZE];
@@ -507,3 +514,20 @@ void olm_on_done(srv_request *r) {
     json_object_set_new(o, "eval_duration", json_integer((json_int_t)((st->t_end_ms - first) * 1e6)));
     write_line(r, o, true);
 }
+
+/* ---------------------------------------------------------------------------
+ * The engine's callbacks (request.h)
+ * ------------------------------------------------------------------------- */
+
+/* /api/generate answers with "context": the prompt and generated ids */
+static void on_token(srv_choice *c, int32_t id) { smoe_tokens_push(&c->gen_ids, id); }
+
+static void on_text(srv_choice *c, const char *text, size_t len, const smoe_token_lp *lp, int n_lp) {
+    (void)lp, (void)n_lp; /* Ollama reports no logprobs */
+    olm_on_text(c, text, len);
+}
+
+static const srv_api_ops generate_ops = {API_OLLAMA_GENERATE, "req-", "application/x-ndjson", NULL, on_token,
+                                         on_text, NULL, olm_on_done};
+static const srv_api_ops chat_ops = {API_OLLAMA_CHAT, "req-", "application/x-ndjson", NULL, NULL,
+                                     on_text, NULL, olm_on_done};

@@ -23,10 +23,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "openai.h"
+
 #include "../common.h"
-#include "server.h"
+#include "opts.h"
+#include "params.h"
+#include "prompt.h"
+#include "state.h"
 #include "structured.h"
 #include "tools.h"
+#include "util.h"
+
+#define SRV_MAX_BIAS 1024         /* logit_bias entries */
+
+static const srv_api_ops chat_ops, completion_ops;
 
 void oai_error(srv_reply *rep, int status, const char *type, const char *param, const char *code, const char *fmt, ...) {
     char msg[600];
@@ -227,7 +237,7 @@ static int sampling(srv *s, const json_t *b, srv_request *r, bool chat, srv_perr
     return 0;
 }
 
-static void generate(srv *s, json_t *b, srv_reply *rep, srv_api api) {
+static void generate(srv *s, json_t *b, srv_reply *rep, const srv_api_ops *ops) {
     srv_perr e = {0};
     const json_t *model = json_object_get(b, "model");
     if (model && !json_is_null(model) && !json_is_string(model)) {
@@ -240,9 +250,9 @@ static void generate(srv *s, json_t *b, srv_reply *rep, srv_api api) {
                   "The model '%.200s' does not exist (this server has '%s')", json_string_value(model), s->model_id);
         return;
     }
-    srv_request *r = srv_request_new(s, api, 1);
+    srv_request *r = srv_request_new(s, ops, 1);
     if (!r) { oai_error(rep, 500, "server_error", NULL, NULL, "out of memory"); return; }
-    bool chat = api == API_OAI_CHAT;
+    bool chat = ops->api == API_OAI_CHAT;
     /* the choices array was made for n = 1: until it is remade, r->n must
      * stay 1 (srv_request_unref walks r->n choices) */
     if (sampling(s, b, r, chat, &e)) { r->n = 1; goto bad_request; }
@@ -317,8 +327,8 @@ bad_request:
     srv_request_unref(r);
 }
 
-void oai_chat(srv *s, json_t *body, srv_reply *rep) { generate(s, body, rep, API_OAI_CHAT); }
-void oai_completions(srv *s, json_t *body, srv_reply *rep) { generate(s, body, rep, API_OAI_COMPLETION); }
+void oai_chat(srv *s, json_t *body, srv_reply *rep) { generate(s, body, rep, &chat_ops); }
+void oai_completions(srv *s, json_t *body, srv_reply *rep) { generate(s, body, rep, &completion_ops); }
 
 /* ---------------------------------------------------------------------------
  * Responses (engine thread)
@@ -602,3 +612,9 @@ void oai_on_done(srv_request *r) {
     else srv_request_fail(r, OAI_OOM_ERROR);
     free(body);
 }
+
+/* The engine's callbacks for the two endpoints (request.h). */
+static const srv_api_ops chat_ops = {API_OAI_CHAT, "chatcmpl-", "text/event-stream", oai_on_start, NULL,
+                                     oai_on_text, oai_on_choice_done, oai_on_done};
+static const srv_api_ops completion_ops = {API_OAI_COMPLETION, "cmpl-", "text/event-stream", oai_on_start, NULL,
+                                           oai_on_text, oai_on_choice_done, oai_on_done};
