@@ -1,6 +1,12 @@
 /* http.c - the HTTP side of `smoe serve` on libmicrohttpd: routing, limits,
  * authentication, CORS, and the responses (see server.h for the threads).
  *
+ * A request goes through three phases (on_request): accept_request when
+ * its headers are in (route, preflight, the checks below that need no
+ * body), collect_body for each piece of the body, answer_request once it
+ * is whole (JSON checks, the route's handler, the reply or the streamed
+ * generation).
+ *
  * Limits (flags in serve.c):
  *   - request body: one above --max-body (announced by Content-Length, or a
  *     chunked body that grows past it) is answered 413 without being kept

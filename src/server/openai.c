@@ -92,38 +92,6 @@ void oai_models(srv *s, const char *id, srv_reply *rep) {
  * Requests
  * ------------------------------------------------------------------------- */
 
-/* The prompt of /v1/completions: a string, an array with one string, an
- * array of token ids, or an array with one array of token ids. */
-static int completion_prompt(srv *s, const json_t *b, smoe_tokens *out, srv_perr *e) {
-    const json_t *p = json_object_get(b, "prompt");
-    if (!p || json_is_null(p)) return srv_perr_set(e, "prompt", "'prompt' is required");
-    if (json_is_array(p) && json_array_size(p) == 1 && !json_is_integer(json_array_get(p, 0)))
-        p = json_array_get(p, 0);
-    const smoe_vocab *v = smoe_tokenizer_vocab(s->tok);
-    if (json_is_string(p)) {
-        char err[SMOE_ERR_SIZE];
-        if (v->add_bos && v->bos_id >= 0 && smoe_tokens_push(out, v->bos_id))
-            return srv_perr_set(e, "prompt", "out of memory");
-        if (smoe_tokenize(s->tok, json_string_value(p), json_string_length(p), v->add_space_prefix, out, err))
-            return srv_perr_set(e, "prompt", "%s", err);
-    } else if (json_is_array(p)) {
-        if (json_array_size(p) == 0) return srv_perr_set(e, "prompt", "'prompt' is empty");
-        size_t i;
-        json_t *t;
-        json_array_foreach(p, i, t) {
-            if (!json_is_integer(t))
-                return srv_perr_set(e, "prompt",
-                                    "'prompt' must be a string or an array of token ids (only one prompt per request)");
-            json_int_t id = json_integer_value(t);
-            if (id < 0 || id >= smoe_model_hparams(s->model)->n_vocab)
-                return srv_perr_set(e, "prompt", "prompt token %lld is outside the vocabulary", (long long)id);
-            if (smoe_tokens_push(out, (int32_t)id)) return srv_perr_set(e, "prompt", "out of memory");
-        }
-    } else return srv_perr_set(e, "prompt", "'prompt' must be a string or an array of token ids");
-    if (out->n == 0) return srv_perr_set(e, "prompt", "'prompt' is empty (and this vocabulary adds no BOS token)");
-    return 0;
-}
-
 static int logit_bias(srv *s, const json_t *b, srv_request *r, srv_perr *e) {
     const json_t *lb = json_object_get(b, "logit_bias");
     if (!lb || json_is_null(lb)) return 0;
@@ -280,7 +248,7 @@ static void generate(srv *s, json_t *b, srv_reply *rep, const srv_api_ops *ops) 
             srv_perr_set(&e, "messages", "%s", err);
             goto bad_request;
         }
-    } else if (completion_prompt(s, b, &r->prompt, &e)) goto bad_request;
+    } else if (srv_completion_prompt(s, b, &r->prompt, &e)) goto bad_request;
     { /* response_format: a grammar the scheduler enforces (structured.h) */
         char err[SMOE_ERR_SIZE], param[40];
         if (srv_structured_openai(b, &r->params.grammar, param, err)) {
