@@ -13,7 +13,6 @@
 #define SMOE_SERVER_REQUEST_H
 
 #include <jansson.h>
-#include <microhttpd.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
