@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "../common.h"
+#include "../server/http.h"
 #include "../server/server.h"
 #include "cli.h"
 #include "gen_common.h"

@@ -1,6 +1,12 @@
 /* http.c - the HTTP side of `smoe serve` on libmicrohttpd: routing, limits,
  * authentication, CORS, and the responses (see server.h for the threads).
  *
+ * A request goes through three phases (on_request): accept_request when
+ * its headers are in (route, preflight, the checks below that need no
+ * body), collect_body for each piece of the body, answer_request once it
+ * is whole (JSON checks, the route's handler, the reply or the streamed
+ * generation).
+ *
  * Limits (flags in serve.c):
  *   - request body: one above --max-body (announced by Content-Length, or a
  *     chunked body that grows past it) is answered 413 without being kept
@@ -33,7 +39,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
-#include <math.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <poll.h>
@@ -42,164 +47,24 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "../chat/chat.h"
+#include "http.h"
+
 #include "../common.h"
-#include "server.h"
+#include "metrics.h"
+#include "ollama.h"
+#include "openai.h"
+#include "reply.h"
+#include "request.h"
+#include "state.h"
+#include "tokenize.h"
+#include "util.h"
+#include "watchdog.h"
 
 /* ---------------------------------------------------------------------------
  * Small helpers
  * ------------------------------------------------------------------------- */
-
-void srv_opts_defaults(srv_opts *o) {
-    memset(o, 0, sizeof *o);
-    o->host = "127.0.0.1";
-    o->port = 8080;
-    o->parallel = 4;
-    o->n_ctx = 2048;
-    o->chunk = 64;
-    o->queue = 64;
-    o->max_body = 8u << 20;
-    o->max_depth = 64;
-    o->max_messages = 1024;
-    o->max_tokens = 2048;
-    o->max_logprobs = 20;
-    o->max_n = 8;
-    o->max_connections = 128;
-    o->timeout_s = 30;
-    o->read_timeout_s = 30;
-    o->shutdown_timeout_s = 30;
-    o->kv_type = SMOE_KV_F16;
-}
-
-int sbuf_add(sbuf *b, const void *data, size_t n) {
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) return -1;
-        b->p = p;
-        b->cap = cap;
-    }
-    if (n) memcpy(b->p + b->len, data, n);
-    b->len += n;
-    b->p[b->len] = 0;
-    return 0;
-}
-
-int sbuf_addf(sbuf *b, const char *fmt, ...) {
-    char tmp[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0) return -1;
-    if ((size_t)n < sizeof tmp) return sbuf_add(b, tmp, (size_t)n);
-    char *big = malloc((size_t)n + 1);
-    if (!big) return -1;
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    int r = sbuf_add(b, big, (size_t)n);
-    free(big);
-    return r;
-}
-
-void sbuf_free(sbuf *b) {
-    free(b->p);
-    memset(b, 0, sizeof *b);
-}
-
-double srv_now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-double srv_wall_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-char *srv_dump(json_t *v) {
-    char *s = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-    json_decref(v);
-    /* a jansson allocation failed since the caller's last
-     * smoe_json_failures_take() (before the handler, or the engine event)
-     * or the previous dump: a member or element of v may be missing, so v
-     * is not sent (send_reply answers 503; a stream ends with an error) */
-    if (smoe_json_failures_take()) {
-        free(s);
-        return NULL;
-    }
-    return s;
-}
-
-/* Length of the valid UTF-8 character at s (at most n bytes), 0 if invalid. */
-static size_t utf8_char(const unsigned char *s, size_t n) {
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    size_t len;
-    unsigned min;
-    if (c >= 0xc2 && c <= 0xdf) len = 2, min = 0x80;
-    else if (c >= 0xe0 && c <= 0xef) len = 3, min = 0x800;
-    else if (c >= 0xf0 && c <= 0xf4) len = 4, min = 0x10000;
-    else return 0;
-    if (len > n) return 0;
-    unsigned cp = c & (0x3f >> (len - 1));
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
-    return len;
-}
-
-json_t *srv_json_text(const char *s, size_t n) {
-    json_t *j = json_stringn(s, n);
-    if (j) return j;
-    sbuf b = {0};
-    int bad = 0;
-    for (size_t i = 0; i < n;) {
-        size_t k = utf8_char((const unsigned char *)s + i, n - i);
-        if (k) { bad |= sbuf_add(&b, s + i, k); i += k; }
-        else { bad |= sbuf_add(&b, "\xef\xbf\xbd", 3); i++; }
-    }
-    j = bad ? NULL : json_stringn(b.p ? b.p : "", b.len);
-    sbuf_free(&b);
-    if (bad) smoe_json_failure_note();   /* out of memory: the document being built is incomplete */
-    return j;
-}
-
-bool srv_model_matches(const srv *s, const char *name) {
-    return !strcasecmp(name, s->model_id) || !strcasecmp(name, s->ollama_name);
-}
-
-int srv_render_chat(srv *s, const json_t *messages, const json_t *body, smoe_tokens *out, char *err) {
-    json_t *req = json_object(), *msgs = json_deep_copy(messages);
-    if (!req || !msgs) {
-        json_decref(req);
-        json_decref(msgs);
-        return smoe_errf(err, "out of memory");
-    }
-    size_t i;
-    json_t *m;
-    json_array_foreach(msgs, i, m)
-        if (json_is_object(m)) json_object_del(m, SMOE_CHAT_GENERATED_IDS); /* clients may not place raw ids */
-    json_object_set_new(req, "messages", msgs);
-    static const char *const keys[] = {"tools", "tool_choice", "parallel_tool_calls"};
-    for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
-        json_t *v = json_object_get(body, keys[k]);
-        if (v) json_object_set(req, keys[k], v);
-    }
-    int rc = smoe_chat_render(s->tok, (smoe_chat_format)s->chat_format, req, out, err);
-    json_decref(req);
-    return rc;
-}
 
 /* Deepest nesting of arrays and objects in a JSON text (strings skipped). */
 static int json_nesting(const char *p, size_t n) {
@@ -470,8 +335,7 @@ static enum MHD_Result send_generation(srv *s, struct MHD_Connection *conn, cons
             srv_request_unref(r);
             return MHD_NO;
         }
-        bool sse = r->api == API_OAI_CHAT || r->api == API_OAI_COMPLETION;
-        MHD_add_response_header(resp, "Content-Type", sse ? "text/event-stream" : "application/x-ndjson");
+        MHD_add_response_header(resp, "Content-Type", r->ops->stream_type);
         MHD_add_response_header(resp, "Cache-Control", "no-cache");
         MHD_add_response_header(resp, "X-Accel-Buffering", "no");
         add_common_headers(s, resp);
@@ -564,97 +428,100 @@ static bool authorized(srv *s, struct MHD_Connection *conn) {
     return key_equal(s->o.api_key, h, n);
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
-                                  const char *version, const char *upload, size_t *upload_size, void **con_cls) {
-    (void)version;
-    srv *s = cls;
-    conn_ctx *cx = *con_cls;
+/* Phase 1, the headers are in: route, CORS preflight, then the checks
+ * decided from the headers alone (method, authentication, draining,
+ * loading, Content-Length), each an early answer. */
+static enum MHD_Result accept_request(srv *s, struct MHD_Connection *conn, conn_ctx *cx, const char *url,
+                                      const char *method) {
     srv_reply rep = {0};
-    if (!cx) {
-        if (!(cx = calloc(1, sizeof *cx))) return MHD_NO;
-        *con_cls = cx;
-        bool known;
-        cx->rt = find_route(url, method, &known);
-        snprintf(cx->endpoint, sizeof cx->endpoint, "%s", cx->rt ? cx->rt->path : known ? url : "other");
-        if (cx->rt && cx->rt->prefix) snprintf(cx->endpoint, sizeof cx->endpoint, "%s{id}", cx->rt->path);
-        if (strcmp(method, "OPTIONS") == 0) {
-            struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-            if (!resp) return MHD_NO;
-            add_common_headers(s, resp);
-            if (s->o.cors) {
-                const char *rh = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Access-Control-Request-Headers");
-                MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
-                MHD_add_response_header(resp, "Access-Control-Allow-Headers", rh ? rh : "Authorization, Content-Type");
-                MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
-            }
-            MHD_add_response_header(resp, "Allow", "GET, POST, OPTIONS");
-            enum MHD_Result r = MHD_queue_response(conn, 204, resp);
-            MHD_destroy_response(resp);
-            srv_metrics_request(&s->metrics, "OPTIONS", 204);
-            return r;
+    bool known;
+    cx->rt = find_route(url, method, &known);
+    snprintf(cx->endpoint, sizeof cx->endpoint, "%s", cx->rt ? cx->rt->path : known ? url : "other");
+    if (cx->rt && cx->rt->prefix) snprintf(cx->endpoint, sizeof cx->endpoint, "%s{id}", cx->rt->path);
+    if (strcmp(method, "OPTIONS") == 0) {
+        struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+        if (!resp) return MHD_NO;
+        add_common_headers(s, resp);
+        if (s->o.cors) {
+            const char *rh = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Access-Control-Request-Headers");
+            MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+            MHD_add_response_header(resp, "Access-Control-Allow-Headers", rh ? rh : "Authorization, Content-Type");
+            MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
         }
-        if (!cx->rt) {
-            if (known) {
-                family_error(&rep, url_family(url), 405, "invalid_request_error", "method_not_allowed",
-                             "this route does not take this method");
-            } else {
-                char msg[300];
-                snprintf(msg, sizeof msg, "unknown route %s %.200s", method, url);
-                family_error(&rep, url_family(url), 404, "invalid_request_error", "unknown_url", msg);
-            }
-            return answer_early(s, conn, cx, &rep);
-        }
-        if (!cx->rt->public && !authorized(s, conn)) {
-            family_error(&rep, cx->rt->fam, 401, "invalid_request_error", "invalid_api_key",
-                         "invalid or missing API key (send Authorization: Bearer KEY)");
-            return answer_early(s, conn, cx, &rep);
-        }
-        pthread_mutex_lock(&s->mu);
-        bool draining = s->draining, ready = s->ready;
-        pthread_mutex_unlock(&s->mu);
-        if (draining && cx->rt->id != R_HEALTH) {
-            family_error(&rep, cx->rt->fam, 503, "server_error", "shutting_down", "the server is shutting down");
-            return answer_early(s, conn, cx, &rep);
-        }
-        if (!ready && cx->rt->needs_model) {
-            family_error(&rep, cx->rt->fam, 503, "server_error", "loading", "the model is still loading");
-            rep.retry_after = 1;
-            return answer_early(s, conn, cx, &rep);
-        }
-        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-        if (cl) {
-            char *end;
-            errno = 0;
-            unsigned long long v = strtoull(cl, &end, 10);
-            if (errno || v > s->o.max_body) {
-                too_large_error(s, cx, &rep);
-                return answer_early(s, conn, cx, &rep);
-            }
-        }
-        return MHD_YES;
+        MHD_add_response_header(resp, "Allow", "GET, POST, OPTIONS");
+        enum MHD_Result r = MHD_queue_response(conn, 204, resp);
+        MHD_destroy_response(resp);
+        srv_metrics_request(&s->metrics, "OPTIONS", 204);
+        return r;
     }
-    if (*upload_size) {
-        if (!cx->has_early && cx->body.len + *upload_size > s->o.max_body) {
-            too_large_error(s, cx, &cx->early);   /* a chunked body grew too big */
-            cx->has_early = true;
-            sbuf_free(&cx->body);
+    if (!cx->rt) {
+        if (known) {
+            family_error(&rep, url_family(url), 405, "invalid_request_error", "method_not_allowed",
+                         "this route does not take this method");
+        } else {
+            char msg[300];
+            snprintf(msg, sizeof msg, "unknown route %s %.200s", method, url);
+            family_error(&rep, url_family(url), 404, "invalid_request_error", "unknown_url", msg);
         }
-        /* With an early answer the body is thrown away to its end, however
-         * long (MHD cannot answer in the middle of a body): --read-timeout
-         * bounds a body that never ends. */
-        if (!cx->has_early && sbuf_add(&cx->body, upload, *upload_size)) {
-            family_error(&cx->early, cx->rt->fam, 503, "server_error", "out_of_memory",
-                         "out of memory while receiving the request body");
-            cx->early.retry_after = 1;
-            cx->has_early = true;
-            sbuf_free(&cx->body);
-        }
-        *upload_size = 0;
-        return MHD_YES;
+        return answer_early(s, conn, cx, &rep);
     }
+    if (!cx->rt->public && !authorized(s, conn)) {
+        family_error(&rep, cx->rt->fam, 401, "invalid_request_error", "invalid_api_key",
+                     "invalid or missing API key (send Authorization: Bearer KEY)");
+        return answer_early(s, conn, cx, &rep);
+    }
+    pthread_mutex_lock(&s->mu);
+    bool draining = s->draining, ready = s->ready;
+    pthread_mutex_unlock(&s->mu);
+    if (draining && cx->rt->id != R_HEALTH) {
+        family_error(&rep, cx->rt->fam, 503, "server_error", "shutting_down", "the server is shutting down");
+        return answer_early(s, conn, cx, &rep);
+    }
+    if (!ready && cx->rt->needs_model) {
+        family_error(&rep, cx->rt->fam, 503, "server_error", "loading", "the model is still loading");
+        rep.retry_after = 1;
+        return answer_early(s, conn, cx, &rep);
+    }
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    if (cl) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(cl, &end, 10);
+        if (errno || v > s->o.max_body) {
+            too_large_error(s, cx, &rep);
+            return answer_early(s, conn, cx, &rep);
+        }
+    }
+    return MHD_YES;
+}
 
-    /* the whole request is in */
-    srv_watch_received(s, conn);
+/* Phase 2, a piece of the body: kept, or (with an early answer decided, or
+ * a chunked body past --max-body, or out of memory) thrown away. */
+static enum MHD_Result collect_body(srv *s, conn_ctx *cx, const char *upload, size_t *upload_size) {
+    if (!cx->has_early && cx->body.len + *upload_size > s->o.max_body) {
+        too_large_error(s, cx, &cx->early);   /* a chunked body grew too big */
+        cx->has_early = true;
+        sbuf_free(&cx->body);
+    }
+    /* With an early answer the body is thrown away to its end, however
+     * long (MHD cannot answer in the middle of a body): --read-timeout
+     * bounds a body that never ends. */
+    if (!cx->has_early && sbuf_add(&cx->body, upload, *upload_size)) {
+        family_error(&cx->early, cx->rt->fam, 503, "server_error", "out_of_memory",
+                     "out of memory while receiving the request body");
+        cx->early.retry_after = 1;
+        cx->has_early = true;
+        sbuf_free(&cx->body);
+    }
+    *upload_size = 0;
+    return MHD_YES;
+}
+
+/* Phase 3, the whole request is in: the early answer, or the JSON body
+ * checked and parsed, then the route's handler and its reply. */
+static enum MHD_Result answer_request(srv *s, struct MHD_Connection *conn, conn_ctx *cx, const char *url) {
+    srv_reply rep = {0};
+    srv_watch_received(&s->watchdog, conn);
     const route *rt = cx->rt;
     if (cx->has_early) {
         cx->has_early = false;
@@ -697,9 +564,26 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return send_reply(s, conn, cx->endpoint, &rep);
 }
 
+/* MHD calls this once with the headers, once per piece of the body, and
+ * once more when the request is whole. */
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                  const char *version, const char *upload, size_t *upload_size, void **con_cls) {
+    (void)version;
+    srv *s = cls;
+    conn_ctx *cx = *con_cls;
+    if (!cx) {
+        if (!(cx = calloc(1, sizeof *cx))) return MHD_NO;
+        *con_cls = cx;
+        return accept_request(s, conn, cx, url, method);
+    }
+    if (*upload_size) return collect_body(s, cx, upload, upload_size);
+    return answer_request(s, conn, cx, url);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe) {
     (void)toe;
-    srv_watch_rearm(cls, conn);
+    srv *s = cls;
+    srv_watch_rearm(&s->watchdog, conn);
     conn_ctx *cx = *con_cls;
     if (!cx) return;
     if (cx->has_early) free(cx->early.body);   /* the connection closed before the body ended */
@@ -719,29 +603,8 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
 }
 
 /* ---------------------------------------------------------------------------
- * Lifecycle
+ * Listening
  * ------------------------------------------------------------------------- */
-
-srv *srv_new(const srv_opts *o, char *err) {
-    srv *s = calloc(1, sizeof *s);
-    if (!s) { smoe_errf(err, "out of memory"); return NULL; }
-    s->o = *o;
-    pthread_mutex_init(&s->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->engine_cv, &ca);
-    pthread_cond_init(&s->idle_cv, &ca);
-    pthread_cond_init(&s->watchdog.cv, &ca);
-    pthread_condattr_destroy(&ca);
-    pthread_mutex_init(&s->watchdog.mu, NULL);
-    srv_metrics_init(&s->metrics);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    s->seed_state = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)getpid();
-    s->started = (int64_t)ts.tv_sec;
-    return s;
-}
 
 int srv_listen(srv *s, char *err) {
     struct addrinfo hints = {0}, *ai = NULL;
@@ -755,7 +618,7 @@ int srv_listen(srv *s, char *err) {
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC |
                      MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
-    if (!s->watchdog.running && srv_watchdog_start(s, err)) {
+    if (!s->watchdog.running && srv_watchdog_start(&s->watchdog, s->o.read_timeout_s, &s->metrics, err)) {
         freeaddrinfo(ai);
         return -1;
     }
@@ -765,7 +628,7 @@ int srv_listen(srv *s, char *err) {
                               MHD_OPTION_CONNECTION_LIMIT, s->o.max_connections,
                               MHD_OPTION_CONNECTION_TIMEOUT, s->o.timeout_s,
                               MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                              MHD_OPTION_NOTIFY_CONNECTION, srv_watch_notify, s,
+                              MHD_OPTION_NOTIFY_CONNECTION, srv_watch_notify, &s->watchdog,
                               MHD_OPTION_THREAD_STACK_SIZE, (size_t)(512 * 1024),
                               MHD_OPTION_END);
     freeaddrinfo(ai);
@@ -775,96 +638,3 @@ int srv_listen(srv *s, char *err) {
     return 0;
 }
 
-int srv_set_model(srv *s, const smoe_model *m, const smoe_tokenizer *tok, int chat_format, const char *path,
-                  double load_ms, char *err) {
-    s->model = m;
-    s->tok = tok;
-    s->chat_format = chat_format;
-    s->load_ms = load_ms;
-    snprintf(s->model_path, sizeof s->model_path, "%s", path);
-    struct stat st;
-    if (stat(path, &st) == 0) {
-        s->model_size = (int64_t)st.st_size;
-        s->model_mtime = (int64_t)st.st_mtime;
-    }
-    if (s->o.alias) snprintf(s->model_id, sizeof s->model_id, "%s", s->o.alias);
-    else {
-        const char *b = strrchr(path, '/');
-        b = b ? b + 1 : path;
-        snprintf(s->model_id, sizeof s->model_id, "%s", b);
-        size_t n = strlen(s->model_id);
-        if (n > 5 && strcasecmp(s->model_id + n - 5, ".gguf") == 0) s->model_id[n - 5] = 0;
-    }
-    snprintf(s->ollama_name, sizeof s->ollama_name, "%s%s", s->model_id, strchr(s->model_id, ':') ? "" : ":latest");
-    smoe_sched_opts so = {s->o.parallel, s->o.n_ctx, s->o.chunk, s->o.kv_type};
-    if (!(s->sched = smoe_sched_new(m, tok, &so, err))) return -1;
-    s->o.n_ctx = smoe_sched_n_ctx(s->sched);
-    pthread_mutex_lock(&s->metrics.mu);
-    s->metrics.kv_capacity = (int64_t)s->o.parallel * s->o.n_ctx;
-    s->metrics.slots = s->o.parallel;
-    pthread_mutex_unlock(&s->metrics.mu);
-    if (srv_engine_start(s, err)) return -1;
-    pthread_mutex_lock(&s->mu);
-    s->ready = true;
-    pthread_mutex_unlock(&s->mu);
-    return 0;
-}
-
-static void deadline_in(struct timespec *ts, double seconds) {
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    double ns = ts->tv_nsec + fmod(seconds, 1.0) * 1e9;
-    ts->tv_sec += (time_t)seconds + (time_t)(ns / 1e9);
-    ts->tv_nsec = (long)fmod(ns, 1e9);
-}
-
-void srv_shutdown(srv *s, bool (*second_signal)(void *), void *user) {
-    pthread_mutex_lock(&s->mu);
-    s->draining = true;
-    bool engine = s->engine_running;
-    pthread_mutex_unlock(&s->mu);
-    if (s->mhd) {
-        MHD_socket fd = MHD_quiesce_daemon(s->mhd);
-        if (fd != MHD_INVALID_SOCKET) close(fd);
-    }
-    if (engine) {
-        /* let running and queued requests finish, for a while */
-        double end = srv_now_ms() + s->o.shutdown_timeout_s * 1e3;
-        pthread_mutex_lock(&s->mu);
-        while ((s->n_waiting || s->engine_busy) && srv_now_ms() < end) {
-            struct timespec ts;
-            deadline_in(&ts, 0.2);
-            pthread_cond_timedwait(&s->idle_cv, &s->mu, &ts);
-            if (second_signal && second_signal(user)) break;
-        }
-        s->force_cancel = true;
-        pthread_cond_signal(&s->engine_cv);
-        pthread_mutex_unlock(&s->mu);
-        srv_engine_stop(s);
-    }
-    /* let the last responses reach their clients */
-    double end = srv_now_ms() + 5e3;
-    pthread_mutex_lock(&s->mu);
-    while (s->live > 0 && srv_now_ms() < end) {
-        struct timespec ts;
-        deadline_in(&ts, 0.1);
-        pthread_cond_timedwait(&s->idle_cv, &s->mu, &ts);
-    }
-    pthread_mutex_unlock(&s->mu);
-    if (s->mhd) MHD_stop_daemon(s->mhd);
-    s->mhd = NULL;
-    srv_watchdog_stop(s);
-}
-
-void srv_free(srv *s) {
-    if (!s) return;
-    if (s->mhd) MHD_stop_daemon(s->mhd);
-    srv_watchdog_stop(s);
-    smoe_sched_free(s->sched);
-    srv_metrics_destroy(&s->metrics);
-    pthread_cond_destroy(&s->engine_cv);
-    pthread_cond_destroy(&s->idle_cv);
-    pthread_mutex_destroy(&s->mu);
-    pthread_cond_destroy(&s->watchdog.cv);
-    pthread_mutex_destroy(&s->watchdog.mu);
-    free(s);
-}

@@ -25,7 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server.h"
+#include "metrics.h"
+#include "util.h"
 
 static const double bounds[SRV_HIST_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                                                 1, 2.5, 5, 10, 25, 60, 120};

@@ -33,10 +33,17 @@
 #include <string.h>
 #include <time.h>
 
+#include "ollama.h"
+
 #include "../common.h"
-#include "server.h"
+#include "params.h"
+#include "prompt.h"
+#include "state.h"
 #include "structured.h"
 #include "tools.h"
+#include "util.h"
+
+static const srv_api_ops generate_ops, chat_ops;
 
 void olm_error(srv_reply *rep, int status, const char *fmt, ...) {
     char msg[600];
@@ -295,66 +302,13 @@ void olm_generate(srv *s, json_t *b, srv_reply *rep) {
         load_reply(s, b, rep, false);
         return;
     }
-    srv_request *r = srv_request_new(s, API_OLLAMA_GENERATE, 1);
+    srv_request *r = srv_request_new(s, &generate_ops, 1);
     if (!r) { olm_error(rep, 500, "out of memory"); return; }
     srv_perr e = {0};
     if (options(s, b, r, &e)) goto bad;
     bool raw = false;
     if (srv_get_bool(b, "raw", &raw, &e) < 0) goto bad;
-    int32_t n_vocab = smoe_model_hparams(s->model)->n_vocab;
-    if (has_ctx) {
-        size_t i;
-        json_t *t;
-        json_array_foreach(ctx, i, t) {
-            if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) >= n_vocab) {
-                srv_perr_set(&e, "context", "context[%zu] is not a token id of this model", i);
-                goto bad;
-            }
-            if (smoe_tokens_push(&r->prompt, (int32_t)json_integer_value(t))) {
-                srv_perr_set(&e, "context", "out of memory");
-                goto bad;
-            }
-        }
-    }
-    const char *text = json_is_string(prompt) ? json_string_value(prompt) : "";
-    char err[SMOE_ERR_SIZE];
-    const smoe_vocab *v = smoe_tokenizer_vocab(s->tok);
-    if (raw) {
-        if (!has_ctx && v->add_bos && v->bos_id >= 0 && smoe_tokens_push(&r->prompt, v->bos_id)) {
-            srv_perr_set(&e, "prompt", "out of memory");
-            goto bad;
-        }
-        if (smoe_tokenize(s->tok, text, strlen(text), v->add_space_prefix, &r->prompt, err)) {
-            srv_perr_set(&e, "prompt", "%s", err);
-            goto bad;
-        }
-    } else if (*text) {
-        json_t *msgs = json_array(), *m;
-        if (json_is_string(system) && *json_string_value(system)) {
-            m = json_object();
-            json_object_set_new(m, "role", json_string("system"));
-            json_object_set(m, "content", (json_t *)system);
-            json_array_append_new(msgs, m);
-        }
-        m = json_object();
-        json_object_set_new(m, "role", json_string("user"));
-        json_object_set(m, "content", (json_t *)prompt);
-        json_array_append_new(msgs, m);
-        smoe_tokens chat = {0};
-        int rc = srv_render_chat(s, msgs, NULL, &chat, err);
-        json_decref(msgs);
-        if (rc) {
-            smoe_tokens_free(&chat); /* a failed render may have grown it */
-            srv_perr_set(&e, "prompt", "%s", err);
-            goto bad;
-        }
-        /* after a context, the rendered turn goes on without its BOS */
-        int32_t from = has_ctx && chat.n && chat.ids[0] == v->bos_id ? 1 : 0;
-        for (int32_t i = from; i < chat.n; i++)
-            if (smoe_tokens_push(&r->prompt, chat.ids[i])) rc = -1;
-        smoe_tokens_free(&chat);
-        if (rc) { srv_perr_set(&e, "prompt", "out of memory"); goto bad; }
-    }
+    if (srv_generate_prompt(s, prompt, system, has_ctx ? ctx : NULL, raw, &r->prompt, &e)) goto bad;
     if (r->prompt.n == 0) { srv_perr_set(&e, "prompt", "the prompt is empty"); goto bad; }
     r->stream = true; /* Ollama's default */
     start(s, b, rep, r, "/api/generate");
@@ -385,7 +339,7 @@ void olm_chat(srv *s, json_t *b, srv_reply *rep) {
             return;
         }
     }
-    srv_request *r = srv_request_new(s, API_OLLAMA_CHAT, 1);
+    srv_request *r = srv_request_new(s, &chat_ops, 1);
     if (!r) { olm_error(rep, 500, "out of memory"); return; }
     srv_perr e = {0};
     char err[SMOE_ERR_SIZE];
@@ -507,3 +461,20 @@ void olm_on_done(srv_request *r) {
     json_object_set_new(o, "eval_duration", json_integer((json_int_t)((st->t_end_ms - first) * 1e6)));
     write_line(r, o, true);
 }
+
+/* ---------------------------------------------------------------------------
+ * The engine's callbacks (request.h)
+ * ------------------------------------------------------------------------- */
+
+/* /api/generate answers with "context": the prompt and generated ids */
+static void on_token(srv_choice *c, int32_t id) { smoe_tokens_push(&c->gen_ids, id); }
+
+static void on_text(srv_choice *c, const char *text, size_t len, const smoe_token_lp *lp, int n_lp) {
+    (void)lp, (void)n_lp; /* Ollama reports no logprobs */
+    olm_on_text(c, text, len);
+}
+
+static const srv_api_ops generate_ops = {API_OLLAMA_GENERATE, "req-", "application/x-ndjson", NULL, on_token,
+                                         on_text, NULL, olm_on_done};
+static const srv_api_ops chat_ops = {API_OLLAMA_CHAT, "req-", "application/x-ndjson", NULL, NULL,
+                                     on_text, NULL, olm_on_done};

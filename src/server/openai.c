@@ -23,10 +23,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "openai.h"
+
 #include "../common.h"
-#include "server.h"
+#include "opts.h"
+#include "params.h"
+#include "prompt.h"
+#include "state.h"
 #include "structured.h"
 #include "tools.h"
+#include "util.h"
+
+#define SRV_MAX_BIAS 1024         /* logit_bias entries */
+
+static const srv_api_ops chat_ops, completion_ops;
 
 void oai_error(srv_reply *rep, int status, const char *type, const char *param, const char *code, const char *fmt, ...) {
     char msg[600];
@@ -81,38 +91,6 @@ void oai_models(srv *s, const char *id, srv_reply *rep) {
 /* ---------------------------------------------------------------------------
  * Requests
  * ------------------------------------------------------------------------- */
-
-/* The prompt of /v1/completions: a string, an array with one string, an
- * array of token ids, or an array with one array of token ids. */
-static int completion_prompt(srv *s, const json_t *b, smoe_tokens *out, srv_perr *e) {
-    const json_t *p = json_object_get(b, "prompt");
-    if (!p || json_is_null(p)) return srv_perr_set(e, "prompt", "'prompt' is required");
-    if (json_is_array(p) && json_array_size(p) == 1 && !json_is_integer(json_array_get(p, 0)))
-        p = json_array_get(p, 0);
-    const smoe_vocab *v = smoe_tokenizer_vocab(s->tok);
-    if (json_is_string(p)) {
-        char err[SMOE_ERR_SIZE];
-        if (v->add_bos && v->bos_id >= 0 && smoe_tokens_push(out, v->bos_id))
-            return srv_perr_set(e, "prompt", "out of memory");
-        if (smoe_tokenize(s->tok, json_string_value(p), json_string_length(p), v->add_space_prefix, out, err))
-            return srv_perr_set(e, "prompt", "%s", err);
-    } else if (json_is_array(p)) {
-        if (json_array_size(p) == 0) return srv_perr_set(e, "prompt", "'prompt' is empty");
-        size_t i;
-        json_t *t;
-        json_array_foreach(p, i, t) {
-            if (!json_is_integer(t))
-                return srv_perr_set(e, "prompt",
-                                    "'prompt' must be a string or an array of token ids (only one prompt per request)");
-            json_int_t id = json_integer_value(t);
-            if (id < 0 || id >= smoe_model_hparams(s->model)->n_vocab)
-                return srv_perr_set(e, "prompt", "prompt token %lld is outside the vocabulary", (long long)id);
-            if (smoe_tokens_push(out, (int32_t)id)) return srv_perr_set(e, "prompt", "out of memory");
-        }
-    } else return srv_perr_set(e, "prompt", "'prompt' must be a string or an array of token ids");
-    if (out->n == 0) return srv_perr_set(e, "prompt", "'prompt' is empty (and this vocabulary adds no BOS token)");
-    return 0;
-}
 
 static int logit_bias(srv *s, const json_t *b, srv_request *r, srv_perr *e) {
     const json_t *lb = json_object_get(b, "logit_bias");
@@ -227,7 +205,7 @@ static int sampling(srv *s, const json_t *b, srv_request *r, bool chat, srv_perr
     return 0;
 }
 
-static void generate(srv *s, json_t *b, srv_reply *rep, srv_api api) {
+static void generate(srv *s, json_t *b, srv_reply *rep, const srv_api_ops *ops) {
     srv_perr e = {0};
     const json_t *model = json_object_get(b, "model");
     if (model && !json_is_null(model) && !json_is_string(model)) {
@@ -240,9 +218,9 @@ static void generate(srv *s, json_t *b, srv_reply *rep, srv_api api) {
                   "The model '%.200s' does not exist (this server has '%s')", json_string_value(model), s->model_id);
         return;
     }
-    srv_request *r = srv_request_new(s, api, 1);
+    srv_request *r = srv_request_new(s, ops, 1);
     if (!r) { oai_error(rep, 500, "server_error", NULL, NULL, "out of memory"); return; }
-    bool chat = api == API_OAI_CHAT;
+    bool chat = ops->api == API_OAI_CHAT;
     /* the choices array was made for n = 1: until it is remade, r->n must
      * stay 1 (srv_request_unref walks r->n choices) */
     if (sampling(s, b, r, chat, &e)) { r->n = 1; goto bad_request; }
@@ -270,7 +248,7 @@ static void generate(srv *s, json_t *b, srv_reply *rep, srv_api api) {
             srv_perr_set(&e, "messages", "%s", err);
             goto bad_request;
         }
-    } else if (completion_prompt(s, b, &r->prompt, &e)) goto bad_request;
+    } else if (srv_completion_prompt(s, b, &r->prompt, &e)) goto bad_request;
     { /* response_format: a grammar the scheduler enforces (structured.h) */
         char err[SMOE_ERR_SIZE], param[40];
         if (srv_structured_openai(b, &r->params.grammar, param, err)) {
@@ -317,8 +295,8 @@ bad_request:
     srv_request_unref(r);
 }
 
-void oai_chat(srv *s, json_t *body, srv_reply *rep) { generate(s, body, rep, API_OAI_CHAT); }
-void oai_completions(srv *s, json_t *body, srv_reply *rep) { generate(s, body, rep, API_OAI_COMPLETION); }
+void oai_chat(srv *s, json_t *body, srv_reply *rep) { generate(s, body, rep, &chat_ops); }
+void oai_completions(srv *s, json_t *body, srv_reply *rep) { generate(s, body, rep, &completion_ops); }
 
 /* ---------------------------------------------------------------------------
  * Responses (engine thread)
@@ -602,3 +580,9 @@ void oai_on_done(srv_request *r) {
     else srv_request_fail(r, OAI_OOM_ERROR);
     free(body);
 }
+
+/* The engine's callbacks for the two endpoints (request.h). */
+static const srv_api_ops chat_ops = {API_OAI_CHAT, "chatcmpl-", "text/event-stream", oai_on_start, NULL,
+                                     oai_on_text, oai_on_choice_done, oai_on_done};
+static const srv_api_ops completion_ops = {API_OAI_COMPLETION, "cmpl-", "text/event-stream", oai_on_start, NULL,
+                                           oai_on_text, oai_on_choice_done, oai_on_done};

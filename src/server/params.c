@@ -7,7 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server.h"
+#include "params.h"
+#include "request.h"
 
 int srv_perr_set(srv_perr *e, const char *param, const char *fmt, ...) {
     snprintf(e->param, sizeof e->param, "%s", param);

@@ -17,8 +17,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tokenize.h"
+
 #include "../common.h"
-#include "server.h"
+#include "openai.h"
+#include "params.h"
+#include "prompt.h"
+#include "state.h"
+#include "util.h"
 
 static void fail(srv_reply *rep, const char *param, const char *fmt, const char *arg) {
     oai_error(rep, 400, "invalid_request_error", param, "invalid_value", fmt, arg);

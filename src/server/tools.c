@@ -7,6 +7,9 @@
 #include "../chat/chat.h"
 #include "../common.h"
 #include "../grammar/toolcall.h"
+#include "request.h"
+#include "state.h"
+#include "util.h"
 
 /* ---------------------------------------------------------------------------
  * Per request and per choice state
@@ -135,6 +138,7 @@ int srv_tools_setup(srv *s, const json_t *body, srv_request *r, char *param, cha
     t->n = r->n;
     t->trigger = tc.kind == SMOE_TOOLS_AUTO && !object ? trig : 0;
     r->tools = t; /* freed with the request from here on */
+    r->tools_free = srv_tools_free;
     if (!(r->params.grammar = smoe_toolcall_grammar(ts, &tc, t->fmt, e))) return smoe_errf(err, "%s", e);
     r->params.grammar_triggers = &t->trigger; /* t lives as long as the request */
     r->params.n_grammar_triggers = t->trigger ? 1 : 0;

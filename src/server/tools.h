@@ -28,8 +28,11 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
-#include "server.h"
+typedef struct srv srv;
+typedef struct srv_request srv_request;
+typedef struct srv_choice srv_choice;
 
 typedef struct srv_tools srv_tools;
 

@@ -30,7 +30,8 @@
 #include <time.h>
 
 #include "../common.h"
-#include "server.h"
+#include "util.h"
+#include "watchdog.h"
 
 struct srv_watch {
     int fd;
@@ -48,8 +49,7 @@ static void abs_deadline(struct timespec *ts, double ms_from_now) {
 }
 
 static void *watchdog_main(void *arg) {
-    srv *s = arg;
-    srv_watchdog *w = &s->watchdog;
+    srv_watchdog *w = arg;
     pthread_mutex_lock(&w->mu);
     while (!w->stop) {
         double now = srv_now_ms(), next = INFINITY;
@@ -59,9 +59,9 @@ static void *watchdog_main(void *arg) {
                 /* SHUT_RDWR: MHD's blocked poll() wakes and reads the end */
                 shutdown(c->fd, SHUT_RDWR);
                 c->expired = true;
-                pthread_mutex_lock(&s->metrics.mu);
-                s->metrics.read_timeouts++;
-                pthread_mutex_unlock(&s->metrics.mu);
+                pthread_mutex_lock(&w->metrics->mu);
+                w->metrics->read_timeouts++;
+                pthread_mutex_unlock(&w->metrics->mu);
             } else if (c->deadline_ms < next) {
                 next = c->deadline_ms;
             }
@@ -78,17 +78,16 @@ static void *watchdog_main(void *arg) {
     return NULL;
 }
 
-int srv_watchdog_start(srv *s, char *err) {
-    srv_watchdog *w = &s->watchdog;
-    w->timeout_ms = s->o.read_timeout_s * 1e3;
-    int e = pthread_create(&w->thread, NULL, watchdog_main, s);
+int srv_watchdog_start(srv_watchdog *w, unsigned read_timeout_s, srv_metrics *m, char *err) {
+    w->timeout_ms = read_timeout_s * 1e3;
+    w->metrics = m;
+    int e = pthread_create(&w->thread, NULL, watchdog_main, w);
     if (e) return smoe_errf(err, "cannot start the watchdog thread: %s", strerror(e));
     w->running = true;
     return 0;
 }
 
-void srv_watchdog_stop(srv *s) {
-    srv_watchdog *w = &s->watchdog;
+void srv_watchdog_stop(srv_watchdog *w) {
     if (!w->running) return;
     pthread_mutex_lock(&w->mu);
     w->stop = true;
@@ -100,8 +99,7 @@ void srv_watchdog_stop(srv *s) {
 
 /* MHD_OPTION_NOTIFY_CONNECTION */
 void srv_watch_notify(void *cls, struct MHD_Connection *conn, void **socket_context, enum MHD_ConnectionNotificationCode code) {
-    srv *s = cls;
-    srv_watchdog *w = &s->watchdog;
+    srv_watchdog *w = cls;
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         srv_watch *c = ci ? calloc(1, sizeof *c) : NULL;
@@ -136,18 +134,17 @@ static srv_watch *watch_of(struct MHD_Connection *conn) {
     return ci ? ci->socket_context : NULL;
 }
 
-void srv_watch_received(srv *s, struct MHD_Connection *conn) {
+void srv_watch_received(srv_watchdog *w, struct MHD_Connection *conn) {
     srv_watch *c = watch_of(conn);
     if (!c) return;
-    pthread_mutex_lock(&s->watchdog.mu);
+    pthread_mutex_lock(&w->mu);
     c->timed = false;
-    pthread_mutex_unlock(&s->watchdog.mu);
+    pthread_mutex_unlock(&w->mu);
 }
 
-void srv_watch_rearm(srv *s, struct MHD_Connection *conn) {
+void srv_watch_rearm(srv_watchdog *w, struct MHD_Connection *conn) {
     srv_watch *c = watch_of(conn);
     if (!c) return;
-    srv_watchdog *w = &s->watchdog;
     pthread_mutex_lock(&w->mu);
     c->timed = true;
     c->deadline_ms = srv_now_ms() + w->timeout_ms;

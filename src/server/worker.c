@@ -1,124 +1,26 @@
-/* worker.c - the engine thread of `smoe serve`: the waiting queue, admission
- * to slots, one scheduler step after another, cancellation, and the bridge
- * from scheduler events to the API formatters (see server.h).
+/* worker.c - the engine thread of `smoe serve`: admission from the waiting
+ * queue to slots, one scheduler step after another, cancellation, and the
+ * bridge from scheduler events to the request's API callbacks (its
+ * srv_api_ops; see server.h for the threads).
  *
  * Admission is first come, first served: the oldest waiting request is
  * admitted as soon as the scheduler has as many free slots as it has
  * choices; later requests never overtake it.  Choice i of a request samples
  * with seed + i. */
 #define _GNU_SOURCE
-#include <errno.h>
+#include "worker.h"
+
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
 #include "../common.h"
-#include "server.h"
-#include "../grammar/grammar.h"
+#include "request.h"
+#include "state.h"
 #include "tools.h"
-
-/* ---------------------------------------------------------------------------
- * Requests
- * ------------------------------------------------------------------------- */
-
-srv_request *srv_request_new(srv *s, srv_api api, int n) {
-    srv_request *r = calloc(1, sizeof *r);
-    if (!r) return NULL;
-    r->choices = calloc((size_t)n, sizeof *r->choices);
-    r->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (!r->choices || r->efd < 0) {
-        if (r->efd >= 0) close(r->efd);
-        free(r->choices);
-        free(r);
-        return NULL;
-    }
-    r->srv = s;
-    r->api = api;
-    r->n = n;
-    for (int i = 0; i < n; i++) {
-        r->choices[i].req = r;
-        r->choices[i].index = i;
-    }
-    pthread_mutex_init(&r->mu, NULL);
-    atomic_init(&r->cancelled, false);
-    atomic_init(&r->refs, 1);
-    r->client_fd = -1;
-    r->t_received_ms = srv_now_ms();
-    r->created = (int64_t)srv_wall_s();
-    r->params.top_logprobs = -1;
-    pthread_mutex_lock(&s->mu);
-    uint64_t k = ++s->id_counter;
-    uint64_t rnd = smoe_splitmix64(&s->seed_state);
-    s->live++;
-    pthread_mutex_unlock(&s->mu);
-    const char *prefix = api == API_OAI_CHAT ? "chatcmpl-" : api == API_OAI_COMPLETION ? "cmpl-" : "req-";
-    snprintf(r->id, sizeof r->id, "%s%08llx%08llx", prefix, (unsigned long long)(rnd & 0xffffffffu),
-             (unsigned long long)k);
-    return r;
-}
-
-void srv_request_unref(srv_request *r) {
-    if (!r || atomic_fetch_sub(&r->refs, 1) != 1) return;
-    srv *s = r->srv;
-    for (int i = 0; i < r->n; i++) {
-        sbuf_free(&r->choices[i].text);
-        json_decref(r->choices[i].lp);
-        smoe_tokens_free(&r->choices[i].gen_ids);
-    }
-    free(r->choices);
-    for (int i = 0; i < SRV_MAX_STOPS; i++) free(r->stops[i]);
-    free(r->bias);
-    free(r->model);
-    smoe_grammar_free(r->params.grammar); /* response_format (structured.h) or tools */
-    srv_tools_free(r->tools);
-    smoe_tokens_free(&r->prompt);
-    sbuf_free(&r->out);
-    close(r->efd);
-    pthread_mutex_destroy(&r->mu);
-    free(r);
-    pthread_mutex_lock(&s->mu);
-    s->live--;
-    pthread_cond_broadcast(&s->idle_cv);
-    pthread_mutex_unlock(&s->mu);
-}
-
-void srv_request_write(srv_request *r, const char *data, size_t len, bool finished) {
-    pthread_mutex_lock(&r->mu);
-    if (r->finished) {   /* ended early (out of memory): nothing may follow */
-        pthread_mutex_unlock(&r->mu);
-        return;
-    }
-    if (sbuf_add(&r->out, data, len) != 0) finished = true; /* out of memory: end the response */
-    if (finished) r->finished = true;
-    pthread_mutex_unlock(&r->mu);
-    uint64_t one = 1;
-    if (write(r->efd, &one, sizeof one) < 0) { /* the counter is full: the reader is awake anyway */ }
-}
-
-char *srv_request_dump(srv_request *r, json_t *o) {
-    if (r->json_failed) {   /* an earlier event of r lost part of its output */
-        json_decref(o);
-        return NULL;
-    }
-    char *text = srv_dump(o);   /* checks the failures since the event began */
-    if (!text) r->json_failed = true;
-    return text;
-}
-
-void srv_request_fail(srv_request *r, const char *text) {
-    srv *s = r->srv;
-    pthread_mutex_lock(&s->metrics.mu);
-    atomic_store(&r->cancel_step, s->metrics.steps);
-    pthread_mutex_unlock(&s->metrics.mu);
-    atomic_store(&r->cancelled, true);   /* this is the engine thread: seen before the next step */
-    if (!r->stream) r->status = 503;
-    srv_request_write(r, text, strlen(text), true);
-}
+#include "util.h"
 
 /* jansson failures while formatting an event belong to the event's request
  * (srv_request_dump); the count is cleared before, so that another
@@ -130,34 +32,6 @@ void srv_request_fail(srv_request *r, const char *text) {
         if (smoe_json_failures_take()) (r)->json_failed = true; \
     } while (0)
 
-uint64_t srv_random_seed(srv *s) {
-    pthread_mutex_lock(&s->mu);
-    uint64_t v = smoe_splitmix64(&s->seed_state) >> 1; /* fits an int64 when echoed */
-    pthread_mutex_unlock(&s->mu);
-    return v;
-}
-
-int srv_submit(srv *s, srv_request *r) {
-    pthread_mutex_lock(&s->mu);
-    /* a request that fits the free slots is admitted at once; others may
-     * wait while fewer than --queue are waiting */
-    bool fits = s->claimed + r->n <= s->o.parallel;
-    if (s->draining || !s->ready || (!fits && s->n_waiting >= s->o.queue)) {
-        pthread_mutex_unlock(&s->mu);
-        return 503;
-    }
-    atomic_fetch_add(&r->refs, 1); /* the engine's */
-    r->qnext = NULL;
-    if (s->wait_tail) s->wait_tail->qnext = r;
-    else s->wait_head = r;
-    s->wait_tail = r;
-    s->n_waiting++;
-    s->claimed += r->n;
-    pthread_cond_signal(&s->engine_cv);
-    pthread_mutex_unlock(&s->mu);
-    return 0;
-}
-
 /* ---------------------------------------------------------------------------
  * Scheduler events -> API formatting
  * ------------------------------------------------------------------------- */
@@ -166,15 +40,14 @@ static void ev_text(void *user, const char *text, size_t len, const smoe_token_l
     srv_choice *c = user;
     srv_request *r = c->req;
     if (atomic_load(&r->cancelled)) return;
-    if (r->api == API_OAI_CHAT || r->api == API_OAI_COMPLETION) JSON_SCOPE(r, oai_on_text(c, text, len, lp, n_lp));
-    else JSON_SCOPE(r, olm_on_text(c, text, len));
+    JSON_SCOPE(r, r->ops->text(c, text, len, lp, n_lp));
 }
 
 static void ev_token(void *user, int32_t id) {
     srv_choice *c = user;
     srv *s = c->req->srv;
     double now = srv_now_ms();
-    if (c->req->api == API_OLLAMA_GENERATE) smoe_tokens_push(&c->gen_ids, id); /* for "context" */
+    if (c->req->ops->token) c->req->ops->token(c, id);
     if (c->req->tools) srv_tools_on_token(c, id); /* [TOOL_CALLS] opens the call document */
     pthread_mutex_lock(&s->metrics.mu);
     s->metrics.generated++;
@@ -212,15 +85,13 @@ static void ev_done(void *user, const smoe_job_stats *st, const char *err) {
         fprintf(stderr, "smoe serve: %s choice %d: slot %d, prompt %d tokens (%d cached), generated %d, %s, %.0f ms\n",
                 r->id, c->index, st->slot, st->n_prompt, st->n_cached, st->n_generated, finish_name(st->finish),
                 st->t_end_ms - r->t_received_ms);
-    if (!atomic_load(&r->cancelled) && (r->api == API_OAI_CHAT || r->api == API_OAI_COMPLETION))
-        JSON_SCOPE(r, oai_on_choice_done(c));
+    if (!atomic_load(&r->cancelled) && r->ops->choice_done) JSON_SCOPE(r, r->ops->choice_done(c));
     if (r->n_done < r->n) return;
     if (atomic_load(&r->cancelled)) {
         srv_request_write(r, "", 0, true);
         return;
     }
-    if (r->api == API_OAI_CHAT || r->api == API_OAI_COMPLETION) JSON_SCOPE(r, oai_on_done(r));
-    else JSON_SCOPE(r, olm_on_done(r));
+    JSON_SCOPE(r, r->ops->done(r));
 }
 
 /* ---------------------------------------------------------------------------
@@ -243,7 +114,7 @@ static void drop_waiting(srv_request *r) {
 static void admit(srv *s, srv_request *r) {
     char err[SMOE_ERR_SIZE];
     static const smoe_job_events ev = {ev_text, ev_token, ev_done};
-    if (r->api == API_OAI_CHAT || r->api == API_OAI_COMPLETION) JSON_SCOPE(r, oai_on_start(r));
+    if (r->ops->start) JSON_SCOPE(r, r->ops->start(r));
     for (int i = 0; i < r->n; i++) {
         smoe_job_params p = r->params;
         p.sampling.seed += (uint64_t)i;
@@ -281,31 +152,11 @@ static void *engine_main(void *arg) {
     pthread_mutex_lock(&s->mu);
     for (;;) {
         /* the queue: drop requests whose clients left (or all, when forced) */
-        srv_request *prev = NULL;
-        for (srv_request *r = s->wait_head; r;) {
-            srv_request *next = r->qnext;
-            if (!atomic_load(&r->cancelled) && !s->force_cancel) {
-                prev = r;
-                r = next;
-                continue;
-            }
-            if (prev) prev->qnext = next;
-            else s->wait_head = next;
-            if (s->wait_tail == r) s->wait_tail = prev;
-            s->n_waiting--;
-            s->claimed -= r->n;
-            pthread_mutex_unlock(&s->mu);
-            drop_waiting(r); /* formats output and takes locks of its own */
-            pthread_mutex_lock(&s->mu);
-            r = prev ? prev->qnext : s->wait_head;
-        }
+        srv_queue_drop(s, drop_waiting);
         bool force = s->force_cancel;
         /* admit, oldest first */
         while (s->wait_head && s->wait_head->n <= smoe_sched_free_slots(s->sched) && !force) {
-            srv_request *r = s->wait_head;
-            s->wait_head = r->qnext;
-            if (!s->wait_head) s->wait_tail = NULL;
-            s->n_waiting--;
+            srv_request *r = srv_queue_pop(s);
             s->engine_busy++;
             pthread_mutex_unlock(&s->mu);
             r->qnext = active;

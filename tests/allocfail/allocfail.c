@@ -35,7 +35,12 @@
 #include "grammar/json_schema.h"
 #include "model/model.h"
 #include "model/synth.h"
+#include "server/ollama.h"
+#include "server/openai.h"
+#include "server/request.h"
 #include "server/server.h"
+#include "server/tokenize.h"
+#include "server/util.h"
 #include "smoe.h"
 #include "tokenizer/tokenizer.h"
 

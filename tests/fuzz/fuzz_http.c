@@ -40,6 +40,7 @@
 #include "common.h"
 #include "fuzz_util.h"
 #include "model/model.h"
+#include "server/http.h"
 #include "server/server.h"
 #include "tokenizer/tokenizer.h"
 

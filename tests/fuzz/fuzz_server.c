@@ -32,7 +32,12 @@
 #include "common.h"
 #include "fuzz_util.h"
 #include "model/model.h"
+#include "server/ollama.h"
+#include "server/openai.h"
+#include "server/request.h"
 #include "server/server.h"
+#include "server/tokenize.h"
+#include "server/util.h"
 #include "tokenizer/tokenizer.h"
 
 /* ---------------------------------------------------------------------------
