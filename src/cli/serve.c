@@ -124,7 +124,7 @@ int cmd_serve(int argc, char **argv) {
         INT_FLAG("--max-depth", 1, 10000, o.max_depth)
         INT_FLAG("--max-messages", 1, 1 << 20, o.max_messages)
         INT_FLAG("--max-tokens", 1, 1 << 24, o.max_tokens)
-        INT_FLAG("--max-logprobs", 0, SMOE_SCHED_MAX_TOP, o.max_logprobs)
+        INT_FLAG("--max-logprobs", 0, SMOE_MAX_TOP_LOGPROBS, o.max_logprobs)
         INT_FLAG("--max-n", 1, 256, o.max_n)
         INT_FLAG("--max-connections", 1, 100000, o.max_connections)
         INT_FLAG("--timeout", 1, 86400, o.timeout_s)

@@ -132,12 +132,4 @@ void smoe_sched_cancel(smoe_sched *s, smoe_sched_job *j);
  * SMOE_FINISH_ERROR and returns -1 with err; the scheduler stays usable. */
 int smoe_sched_step(smoe_sched *s, char *err);
 
-/* TEMPORARY (until the server branch is merged): the old names. */
-typedef smoe_finish smoe_job_finish;
-#define SMOE_JOB_STOP SMOE_FINISH_STOP
-#define SMOE_JOB_LENGTH SMOE_FINISH_LENGTH
-#define SMOE_JOB_CANCEL SMOE_FINISH_CANCEL
-#define SMOE_JOB_ERROR SMOE_FINISH_ERROR
-#define SMOE_SCHED_MAX_TOP SMOE_MAX_TOP_LOGPROBS
-
 #endif

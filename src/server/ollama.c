@@ -412,9 +412,9 @@ void olm_on_text(srv_choice *c, const char *text, size_t len) {
 void olm_on_done(srv_request *r) {
     srv_choice *c = &r->choices[0];
     const smoe_job_stats *st = &c->st;
-    if (st->finish == SMOE_JOB_ERROR || st->finish == SMOE_JOB_CANCEL) {
+    if (st->finish == SMOE_FINISH_ERROR || st->finish == SMOE_FINISH_CANCEL) {
         srv_reply rep = {0};
-        if (st->finish == SMOE_JOB_ERROR) olm_error(&rep, 500, "generation failed (see the server log)");
+        if (st->finish == SMOE_FINISH_ERROR) olm_error(&rep, 500, "generation failed (see the server log)");
         else olm_error(&rep, 503, "the server is shutting down");
         if (!r->stream) {
             pthread_mutex_lock(&r->mu);
@@ -445,7 +445,7 @@ void olm_on_done(srv_request *r) {
     if (calls && !r->stream) json_object_set(json_object_get(o, "message"), "tool_calls", calls);
     json_decref(calls);
     json_object_set_new(o, "done", json_true());
-    json_object_set_new(o, "done_reason", json_string(st->finish == SMOE_JOB_LENGTH ? "length" : "stop"));
+    json_object_set_new(o, "done_reason", json_string(st->finish == SMOE_FINISH_LENGTH ? "length" : "stop"));
     if (r->api == API_OLLAMA_GENERATE) {
         json_t *ctx = json_array();
         for (int32_t i = 0; i < r->prompt.n; i++) json_array_append_new(ctx, json_integer(r->prompt.ids[i]));

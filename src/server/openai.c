@@ -481,13 +481,13 @@ void oai_on_text(srv_choice *c, const char *text, size_t len, const smoe_token_l
 }
 
 static const char *finish_reason(const srv_choice *c) {
-    if (c->st.finish == SMOE_JOB_LENGTH) return "length";
+    if (c->st.finish == SMOE_FINISH_LENGTH) return "length";
     return c->req->tools && srv_tools_called(c) ? "tool_calls" : "stop";
 }
 
 void oai_on_choice_done(srv_choice *c) {
     srv_request *r = c->req;
-    if (!r->stream || c->st.finish == SMOE_JOB_ERROR || c->st.finish == SMOE_JOB_CANCEL) return;
+    if (!r->stream || c->st.finish == SMOE_FINISH_ERROR || c->st.finish == SMOE_FINISH_CANCEL) return;
     write_chunk(r, chunk_choice(c, is_chat(r) ? NULL : "", 0, NULL, finish_reason(c)));
 }
 
@@ -510,10 +510,10 @@ static json_t *usage(const srv_request *r) {
 void oai_on_done(srv_request *r) {
     /* a failed or (at shutdown) cancelled choice fails the request */
     for (int i = 0; i < r->n; i++) {
-        smoe_job_finish f = r->choices[i].st.finish;
-        if (f != SMOE_JOB_ERROR && f != SMOE_JOB_CANCEL) continue;
+        smoe_finish f = r->choices[i].st.finish;
+        if (f != SMOE_FINISH_ERROR && f != SMOE_FINISH_CANCEL) continue;
         srv_reply rep = {0};
-        if (f == SMOE_JOB_ERROR) oai_error(&rep, 500, "server_error", NULL, NULL, "generation failed (see the server log)");
+        if (f == SMOE_FINISH_ERROR) oai_error(&rep, 500, "server_error", NULL, NULL, "generation failed (see the server log)");
         else oai_error(&rep, 503, "server_error", NULL, "shutting_down", "the server is shutting down");
         if (r->stream) {
             sbuf b = {0};

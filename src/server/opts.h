@@ -25,7 +25,7 @@ typedef struct srv_opts {
     int max_depth;                /* JSON nesting */
     int max_messages;
     int32_t max_tokens;           /* cap and default of max_tokens / num_predict */
-    int max_logprobs;             /* cap of top_logprobs (at most SMOE_SCHED_MAX_TOP) */
+    int max_logprobs;             /* cap of top_logprobs (at most SMOE_MAX_TOP_LOGPROBS) */
     int max_n;                    /* cap of n (choices per request) */
     unsigned max_connections;
     unsigned timeout_s;           /* idle timeout of a connection */

@@ -57,11 +57,11 @@ static void ev_token(void *user, int32_t id) {
     c->t_last_token = now;
 }
 
-static const char *finish_name(smoe_job_finish f) {
+static const char *finish_name(smoe_finish f) {
     switch (f) {
-    case SMOE_JOB_STOP: return "stop";
-    case SMOE_JOB_LENGTH: return "length";
-    case SMOE_JOB_CANCEL: return "cancelled";
+    case SMOE_FINISH_STOP: return "stop";
+    case SMOE_FINISH_LENGTH: return "length";
+    case SMOE_FINISH_CANCEL: return "cancelled";
     default: return "error";
     }
 }
@@ -77,9 +77,9 @@ static void ev_done(void *user, const smoe_job_stats *st, const char *err) {
     pthread_mutex_lock(&s->metrics.mu);
     s->metrics.prompt_tokens += (uint64_t)st->n_processed;
     s->metrics.prompt_cached += (uint64_t)st->n_cached;
-    if (st->finish == SMOE_JOB_CANCEL) s->metrics.cancelled++;
+    if (st->finish == SMOE_FINISH_CANCEL) s->metrics.cancelled++;
     pthread_mutex_unlock(&s->metrics.mu);
-    if (st->finish == SMOE_JOB_ERROR)
+    if (st->finish == SMOE_FINISH_ERROR)
         fprintf(stderr, "smoe serve: %s choice %d failed: %s\n", r->id, c->index, err);
     if (!s->o.quiet)
         fprintf(stderr, "smoe serve: %s choice %d: slot %d, prompt %d tokens (%d cached), generated %d, %s, %.0f ms\n",
@@ -103,7 +103,7 @@ static void drop_waiting(srv_request *r) {
     for (int i = 0; i < r->n; i++) {
         smoe_job_stats st = {0};
         st.n_prompt = r->prompt.n;
-        st.finish = SMOE_JOB_CANCEL;
+        st.finish = SMOE_FINISH_CANCEL;
         st.slot = -1;
         st.t_admit_ms = st.t_end_ms = srv_now_ms();
         ev_done(&r->choices[i], &st, "");
@@ -123,7 +123,7 @@ static void admit(srv *s, srv_request *r) {
         if (!c->job) {
             smoe_job_stats st = {0};
             st.n_prompt = r->prompt.n;
-            st.finish = SMOE_JOB_ERROR;
+            st.finish = SMOE_FINISH_ERROR;
             st.slot = -1;
             st.t_admit_ms = st.t_end_ms = srv_now_ms();
             ev_done(c, &st, err);

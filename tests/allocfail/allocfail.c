@@ -376,7 +376,7 @@ static void play(srv_request *r) {
             else olm_on_text(c, pieces[k], strlen(pieces[k]));
         }
         c->st = (smoe_job_stats){.n_prompt = r->prompt.n, .n_processed = r->prompt.n, .n_generated = 3, .slot = i,
-                                 .t_admit_ms = 1, .t_first_ms = 2, .t_end_ms = 3, .finish = SMOE_JOB_LENGTH};
+                                 .t_admit_ms = 1, .t_first_ms = 2, .t_end_ms = 3, .finish = SMOE_FINISH_LENGTH};
         c->done = true;
         r->n_done++;
         if (oai) oai_on_choice_done(c);

@@ -154,14 +154,14 @@ static void play(srv *s, srv_request *r, int ending) {
     pthread_mutex_unlock(&s->mu);
 
     bool oai = r->api == API_OAI_CHAT || r->api == API_OAI_COMPLETION;
-    smoe_job_finish fin = ending == 1 ? SMOE_JOB_LENGTH : ending == 2 ? SMOE_JOB_CANCEL
-                        : ending == 3 ? SMOE_JOB_ERROR : SMOE_JOB_STOP;
+    smoe_finish fin = ending == 1 ? SMOE_FINISH_LENGTH : ending == 2 ? SMOE_FINISH_CANCEL
+                        : ending == 3 ? SMOE_FINISH_ERROR : SMOE_FINISH_STOP;
     bool cancelled = ending == 4; /* the client went away mid-stream */
     if (oai) oai_on_start(r);
     int32_t n_vocab = smoe_model_hparams(s->model)->n_vocab;
     for (int i = 0; i < r->n; i++) {
         srv_choice *c = &r->choices[i];
-        int n_text = fin == SMOE_JOB_CANCEL || fin == SMOE_JOB_ERROR ? i : 3 + i;
+        int n_text = fin == SMOE_FINISH_CANCEL || fin == SMOE_FINISH_ERROR ? i : 3 + i;
         for (int k = 0; k < n_text; k++) {
             const char *t = pieces[(k + i) % (sizeof pieces / sizeof *pieces)];
             smoe_token_lp lp = {0};
