@@ -163,7 +163,7 @@ static family url_family(const char *url) { return strncmp(url, "/api/", 5) == 0
 typedef struct conn_ctx {
     const route *rt;
     char endpoint[40];
-    sbuf body;
+    smoe_buf body;
     srv_reply early;              /* answer to send once the body is discarded */
     bool has_early;
 } conn_ctx;
@@ -236,7 +236,7 @@ static enum MHD_Result answer_early(srv *s, struct MHD_Connection *conn, conn_ct
     if (!body || waits || len > SRV_DISCARD_MAX) return send_reply(s, conn, cx->endpoint, rep);
     cx->early = *rep;
     cx->has_early = true;
-    sbuf_free(&cx->body);
+    smoe_buf_free(&cx->body);
     return MHD_YES;
 }
 
@@ -259,7 +259,7 @@ static bool wait_output(srv_request *r, bool whole) {
     }
     for (;;) {
         pthread_mutex_lock(&r->mu);
-        bool ready = r->finished || (!whole && r->out.len > r->out_pos);
+        bool ready = r->finished || (!whole && r->out.n > r->out_pos);
         pthread_mutex_unlock(&r->mu);
         if (ready) return true;
         struct pollfd p[2] = {{r->efd, POLLIN, 0}, {r->client_fd, POLLRDHUP, 0}};
@@ -302,7 +302,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
         return MHD_CONTENT_READER_END_WITH_ERROR;
     }
     pthread_mutex_lock(&r->mu);
-    size_t avail = r->out.len - r->out_pos;
+    size_t avail = r->out.n - r->out_pos;
     if (avail == 0 && r->finished) {
         pthread_mutex_unlock(&r->mu);
         return MHD_CONTENT_READER_END_OF_STREAM;
@@ -318,7 +318,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
 static void stream_free(void *cls) {
     srv_request *r = cls;
     pthread_mutex_lock(&r->mu);
-    bool finished = r->finished && r->out_pos == r->out.len;
+    bool finished = r->finished && r->out_pos == r->out.n;
     pthread_mutex_unlock(&r->mu);
     if (!finished) client_gone(r);
     srv_request_unref(r);
@@ -357,7 +357,7 @@ static enum MHD_Result send_generation(srv *s, struct MHD_Connection *conn, cons
     rep.status = r->status ? r->status : 200;
     rep.body = r->out.p; /* taken over */
     r->out.p = NULL;
-    r->out.len = r->out.cap = r->out_pos = 0;
+    r->out.n = r->out.cap = r->out_pos = 0;
     pthread_mutex_unlock(&r->mu);
     rep.content_type = "application/json";
     srv_request_unref(r);
@@ -498,20 +498,20 @@ static enum MHD_Result accept_request(srv *s, struct MHD_Connection *conn, conn_
 /* Phase 2, a piece of the body: kept, or (with an early answer decided, or
  * a chunked body past --max-body, or out of memory) thrown away. */
 static enum MHD_Result collect_body(srv *s, conn_ctx *cx, const char *upload, size_t *upload_size) {
-    if (!cx->has_early && cx->body.len + *upload_size > s->o.max_body) {
+    if (!cx->has_early && cx->body.n + *upload_size > s->o.max_body) {
         too_large_error(s, cx, &cx->early);   /* a chunked body grew too big */
         cx->has_early = true;
-        sbuf_free(&cx->body);
+        smoe_buf_free(&cx->body);
     }
     /* With an early answer the body is thrown away to its end, however
      * long (MHD cannot answer in the middle of a body): --read-timeout
      * bounds a body that never ends. */
-    if (!cx->has_early && sbuf_add(&cx->body, upload, *upload_size)) {
+    if (!cx->has_early && smoe_buf_add(&cx->body, upload, *upload_size)) {
         family_error(&cx->early, cx->rt->fam, 503, "server_error", "out_of_memory",
                      "out of memory while receiving the request body");
         cx->early.retry_after = 1;
         cx->has_early = true;
-        sbuf_free(&cx->body);
+        smoe_buf_free(&cx->body);
     }
     *upload_size = 0;
     return MHD_YES;
@@ -529,7 +529,7 @@ static enum MHD_Result answer_request(srv *s, struct MHD_Connection *conn, conn_
     }
     json_t *body = NULL;
     if (strcmp(rt->method, "POST") == 0) {
-        if (json_nesting(cx->body.p ? cx->body.p : "", cx->body.len) > s->o.max_depth) {
+        if (json_nesting(cx->body.p ? cx->body.p : "", cx->body.n) > s->o.max_depth) {
             char msg[128];
             snprintf(msg, sizeof msg, "the JSON body is nested deeper than %d levels", s->o.max_depth);
             family_error(&rep, rt->fam, 400, "invalid_request_error", "too_deep", msg);
@@ -537,7 +537,7 @@ static enum MHD_Result answer_request(srv *s, struct MHD_Connection *conn, conn_
         }
         json_error_t je;
         bool oom;
-        body = smoe_json_parse(cx->body.p ? cx->body.p : "", cx->body.len, 0, &je, &oom);
+        body = smoe_json_parse(cx->body.p ? cx->body.p : "", cx->body.n, 0, &je, &oom);
         if (oom) {
             smoe_json_failures_take();
             family_error(&rep, rt->fam, 503, "server_error", "out_of_memory", "out of memory while parsing the request");
@@ -587,7 +587,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     conn_ctx *cx = *con_cls;
     if (!cx) return;
     if (cx->has_early) free(cx->early.body);   /* the connection closed before the body ended */
-    sbuf_free(&cx->body);
+    smoe_buf_free(&cx->body);
     free(cx);
     *con_cls = NULL;
 }

@@ -66,33 +66,33 @@ void srv_metrics_observe(srv_hist *h, double seconds) {
     h->n++;
 }
 
-static void hist(sbuf *b, const char *name, const char *help, const srv_hist *h) {
-    sbuf_addf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+static void hist(smoe_buf *b, const char *name, const char *help, const srv_hist *h) {
+    smoe_buf_addf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
     uint64_t cum = 0;
     for (int i = 0; i < SRV_HIST_BUCKETS; i++) {
         cum += h->counts[i];
-        sbuf_addf(b, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[i], (unsigned long long)cum);
+        smoe_buf_addf(b, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[i], (unsigned long long)cum);
     }
     cum += h->counts[SRV_HIST_BUCKETS];
-    sbuf_addf(b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name, (unsigned long long)cum, name,
+    smoe_buf_addf(b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name, (unsigned long long)cum, name,
               h->sum, name, (unsigned long long)h->n);
 }
 
-static void counter(sbuf *b, const char *name, const char *help, uint64_t v) {
-    sbuf_addf(b, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name, (unsigned long long)v);
+static void counter(smoe_buf *b, const char *name, const char *help, uint64_t v) {
+    smoe_buf_addf(b, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name, (unsigned long long)v);
 }
 
-static void gauge(sbuf *b, const char *name, const char *help, double v) {
-    sbuf_addf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %.6g\n", name, help, name, name, v);
+static void gauge(smoe_buf *b, const char *name, const char *help, double v) {
+    smoe_buf_addf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %.6g\n", name, help, name, name, v);
 }
 
 char *srv_metrics_render(srv_metrics *m, bool ready) {
-    sbuf b = {0};
+    smoe_buf b = {0};
     pthread_mutex_lock(&m->mu);
-    sbuf_addf(&b, "# HELP smoe_requests_total HTTP requests answered, by endpoint and status\n"
+    smoe_buf_addf(&b, "# HELP smoe_requests_total HTTP requests answered, by endpoint and status\n"
                   "# TYPE smoe_requests_total counter\n");
     for (int i = 0; i < m->n_reqs; i++)
-        sbuf_addf(&b, "smoe_requests_total{endpoint=\"%s\",status=\"%d\"} %llu\n", m->reqs[i].endpoint,
+        smoe_buf_addf(&b, "smoe_requests_total{endpoint=\"%s\",status=\"%d\"} %llu\n", m->reqs[i].endpoint,
                   m->reqs[i].status, (unsigned long long)m->reqs[i].n);
     counter(&b, "smoe_prompt_tokens_total", "prompt tokens run through the model", m->prompt_tokens);
     counter(&b, "smoe_prompt_tokens_cached_total", "prompt tokens reused from a KV cache", m->prompt_cached);
@@ -105,7 +105,7 @@ char *srv_metrics_render(srv_metrics *m, bool ready) {
     counter(&b, "smoe_engine_steps_total", "batched forward passes", m->steps);
     counter(&b, "smoe_engine_batch_entries_total", "tokens run in those passes", m->step_entries);
     /* tokens/s over the steps of the last 10 seconds */
-    double now = srv_now_ms(), rate = 0;
+    double now = smoe_now_ms(), rate = 0;
     int cur = m->rate_pos, old = -1;
     for (int k = 1; k < 64; k++) {
         int i = (cur - k + 64) % 64;

@@ -216,7 +216,7 @@ static void load_reply(srv *s, const json_t *b, srv_reply *rep, bool chat) {
     json_t *o = json_object();
     const json_t *m = json_object_get(b, "model");
     json_object_set_new(o, "model", json_string(json_string_value(m) ? json_string_value(m) : s->ollama_name));
-    json_object_set_new(o, "created_at", timestamp(srv_wall_s()));
+    json_object_set_new(o, "created_at", timestamp(smoe_wall_s()));
     if (chat) {
         json_t *msg = json_object();
         json_object_set_new(msg, "role", json_string("assistant"));
@@ -368,7 +368,7 @@ bad:
 static json_t *base(srv_request *r) {
     json_t *o = json_object();
     json_object_set_new(o, "model", srv_json_text(r->model, strlen(r->model)));
-    json_object_set_new(o, "created_at", timestamp(srv_wall_s()));
+    json_object_set_new(o, "created_at", timestamp(smoe_wall_s()));
     return o;
 }
 
@@ -383,16 +383,16 @@ static void set_text(srv_request *r, json_t *o, const char *text, size_t len) {
 
 static void write_line(srv_request *r, json_t *o, bool finished) {
     char *s = srv_request_dump(r, o);
-    sbuf b = {0};
-    if (!s || sbuf_add(&b, s, strlen(s)) || (r->stream && sbuf_add(&b, "\n", 1))) {
+    smoe_buf b = {0};
+    if (!s || smoe_buf_add(&b, s, strlen(s)) || (r->stream && smoe_buf_add(&b, "\n", 1))) {
         /* out of memory: end the response with an error in Ollama's shape */
         srv_request_fail(r, r->stream ? "{\"error\":\"out of memory while formatting the response\"}\n"
                                       : "{\"error\":\"out of memory while formatting the response\"}");
     } else {
-        srv_request_write(r, b.p, b.len, finished);
+        srv_request_write(r, b.p, b.n, finished);
     }
     free(s);
-    sbuf_free(&b);
+    smoe_buf_free(&b);
 }
 
 void olm_on_text(srv_choice *c, const char *text, size_t len) {
@@ -400,7 +400,7 @@ void olm_on_text(srv_choice *c, const char *text, size_t len) {
     if (len == 0) return;
     if (r->tools && srv_tools_on_text(c, text, len, false, NULL)) return; /* the call document */
     if (!r->stream) {
-        sbuf_add(&c->text, text, len);
+        smoe_buf_add(&c->text, text, len);
         return;
     }
     json_t *o = base(r);
@@ -421,11 +421,11 @@ void olm_on_done(srv_request *r) {
             r->status = rep.status;
             pthread_mutex_unlock(&r->mu);
         }
-        sbuf b = {0};
-        sbuf_add(&b, rep.body ? rep.body : "{}", rep.body ? strlen(rep.body) : 2);
-        if (r->stream) sbuf_add(&b, "\n", 1);
-        srv_request_write(r, b.p, b.len, true);
-        sbuf_free(&b);
+        smoe_buf b = {0};
+        smoe_buf_add(&b, rep.body ? rep.body : "{}", rep.body ? strlen(rep.body) : 2);
+        if (r->stream) smoe_buf_add(&b, "\n", 1);
+        srv_request_write(r, b.p, b.n, true);
+        smoe_buf_free(&b);
         free(rep.body);
         return;
     }
@@ -438,10 +438,10 @@ void olm_on_done(srv_request *r) {
         if (calls) json_object_set(json_object_get(line, "message"), "tool_calls", calls);
         json_object_set_new(line, "done", json_false());
         write_line(r, line, false);
-    } else if (rest) sbuf_add(&c->text, rest, rest_len);
+    } else if (rest) smoe_buf_add(&c->text, rest, rest_len);
     json_t *o = base(r);
     if (r->stream) set_text(r, o, "", 0);
-    else set_text(r, o, c->text.p ? c->text.p : "", c->text.len);
+    else set_text(r, o, c->text.p ? c->text.p : "", c->text.n);
     if (calls && !r->stream) json_object_set(json_object_get(o, "message"), "tool_calls", calls);
     json_decref(calls);
     json_object_set_new(o, "done", json_true());

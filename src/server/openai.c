@@ -321,14 +321,14 @@ static json_t *base(const srv_request *r, bool chunk) {
 
 static void write_event(srv_request *r, json_t *o, bool finished) {
     char *s = srv_request_dump(r, o);
-    sbuf b = {0};
-    if (!s || sbuf_add(&b, "data: ", 6) || sbuf_add(&b, s, strlen(s)) || sbuf_add(&b, "\n\n", 2)) {
+    smoe_buf b = {0};
+    if (!s || smoe_buf_add(&b, "data: ", 6) || smoe_buf_add(&b, s, strlen(s)) || smoe_buf_add(&b, "\n\n", 2)) {
         srv_request_fail(r, "data: " OAI_OOM_ERROR "\n\n");
     } else {
-        srv_request_write(r, b.p, b.len, finished);
+        srv_request_write(r, b.p, b.n, finished);
     }
     free(s);
-    sbuf_free(&b);
+    smoe_buf_free(&b);
 }
 
 static json_t *token_text(const srv *s, int32_t id, json_t **bytes) {
@@ -469,7 +469,7 @@ void oai_on_text(srv_choice *c, const char *text, size_t len, const smoe_token_l
         write_chunk(r, chunk_choice(c, text, len, l, NULL));
         return;
     }
-    sbuf_add(&c->text, text, len);
+    smoe_buf_add(&c->text, text, len);
     if (r->logprobs) {
         if (!c->lp) c->lp = is_chat(r) ? json_array() : completion_lp_new();
         if (is_chat(r)) {
@@ -516,10 +516,10 @@ void oai_on_done(srv_request *r) {
         if (f == SMOE_FINISH_ERROR) oai_error(&rep, 500, "server_error", NULL, NULL, "generation failed (see the server log)");
         else oai_error(&rep, 503, "server_error", NULL, "shutting_down", "the server is shutting down");
         if (r->stream) {
-            sbuf b = {0};
-            sbuf_addf(&b, "data: %s\n\n", rep.body ? rep.body : "{}");
-            srv_request_write(r, b.p, b.len, true);
-            sbuf_free(&b);
+            smoe_buf b = {0};
+            smoe_buf_addf(&b, "data: %s\n\n", rep.body ? rep.body : "{}");
+            srv_request_write(r, b.p, b.n, true);
+            smoe_buf_free(&b);
         } else {
             pthread_mutex_lock(&r->mu);
             r->status = rep.status;
@@ -549,10 +549,10 @@ void oai_on_done(srv_request *r) {
             const char *rest = NULL;
             size_t rest_len = 0;
             json_t *calls = r->tools ? srv_tools_calls(c, false, &rest, &rest_len) : NULL;
-            if (rest) sbuf_add(&c->text, rest, rest_len); /* a call document cut short: as text */
+            if (rest) smoe_buf_add(&c->text, rest, rest_len); /* a call document cut short: as text */
             json_object_set_new(m, "role", json_string("assistant"));
-            if (calls && !c->text.len) json_object_set_new(m, "content", json_null()); /* only calls */
-            else json_object_set_new(m, "content", srv_json_text(c->text.p ? c->text.p : "", c->text.len));
+            if (calls && !c->text.n) json_object_set_new(m, "content", json_null()); /* only calls */
+            else json_object_set_new(m, "content", srv_json_text(c->text.p ? c->text.p : "", c->text.n));
             json_object_set_new(m, "refusal", json_null());
             if (calls) json_object_set_new(m, "tool_calls", calls);
             json_object_set_new(ch, "message", m);
@@ -563,7 +563,7 @@ void oai_on_done(srv_request *r) {
                 json_object_set_new(ch, "logprobs", l);
             } else json_object_set_new(ch, "logprobs", json_null());
         } else {
-            json_object_set_new(ch, "text", srv_json_text(c->text.p ? c->text.p : "", c->text.len));
+            json_object_set_new(ch, "text", srv_json_text(c->text.p ? c->text.p : "", c->text.n));
             if (r->logprobs) json_object_set(ch, "logprobs", c->lp ? c->lp : json_null());
             else json_object_set_new(ch, "logprobs", json_null());
         }

@@ -45,8 +45,8 @@ srv_request *srv_request_new(srv *s, const srv_api_ops *ops, int n) {
     atomic_init(&r->cancelled, false);
     atomic_init(&r->refs, 1);
     r->client_fd = -1;
-    r->t_received_ms = srv_now_ms();
-    r->created = (int64_t)srv_wall_s();
+    r->t_received_ms = smoe_now_ms();
+    r->created = (int64_t)smoe_wall_s();
     r->params.top_logprobs = -1;
     pthread_mutex_lock(&s->mu);
     uint64_t k = ++s->id_counter;
@@ -62,7 +62,7 @@ void srv_request_unref(srv_request *r) {
     if (!r || atomic_fetch_sub(&r->refs, 1) != 1) return;
     srv *s = r->srv;
     for (int i = 0; i < r->n; i++) {
-        sbuf_free(&r->choices[i].text);
+        smoe_buf_free(&r->choices[i].text);
         json_decref(r->choices[i].lp);
         smoe_tokens_free(&r->choices[i].gen_ids);
     }
@@ -73,7 +73,7 @@ void srv_request_unref(srv_request *r) {
     smoe_grammar_free(r->params.grammar); /* response_format (structured.h) or tools */
     if (r->tools) r->tools_free(r->tools);
     smoe_tokens_free(&r->prompt);
-    sbuf_free(&r->out);
+    smoe_buf_free(&r->out);
     close(r->efd);
     pthread_mutex_destroy(&r->mu);
     free(r);
@@ -89,7 +89,7 @@ void srv_request_write(srv_request *r, const char *data, size_t len, bool finish
         pthread_mutex_unlock(&r->mu);
         return;
     }
-    if (sbuf_add(&r->out, data, len) != 0) finished = true; /* out of memory: end the response */
+    if (smoe_buf_add(&r->out, data, len) != 0) finished = true; /* out of memory: end the response */
     if (finished) r->finished = true;
     pthread_mutex_unlock(&r->mu);
     uint64_t one = 1;

@@ -52,7 +52,7 @@ struct srv_choice {
     smoe_sched_job *job;          /* engine's; NULL before admission and after done */
     bool done;
     smoe_job_stats st;
-    sbuf text;                    /* whole text (non-streaming) */
+    smoe_buf text;                    /* whole text (non-streaming) */
     json_t *lp;                   /* logprobs gathered (non-streaming) */
     int64_t text_offset;          /* completions logprobs: bytes of text so far */
     smoe_tokens gen_ids;          /* generated ids (Ollama's context) */
@@ -84,7 +84,7 @@ struct srv_request {
     /* output, shared between the engine (producer) and the response reader */
     pthread_mutex_t mu;
     int efd;                      /* eventfd: written after output is appended */
-    sbuf out;
+    smoe_buf out;
     size_t out_pos;
     bool finished;                /* all output is in out */
     int status;                   /* non-streaming: the HTTP status of out (0 = 200) */

@@ -73,13 +73,6 @@ int srv_set_model(srv *s, const smoe_model *m, const smoe_tokenizer *tok, int ch
     return 0;
 }
 
-static void deadline_in(struct timespec *ts, double seconds) {
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    double ns = ts->tv_nsec + fmod(seconds, 1.0) * 1e9;
-    ts->tv_sec += (time_t)seconds + (time_t)(ns / 1e9);
-    ts->tv_nsec = (long)fmod(ns, 1e9);
-}
-
 void srv_shutdown(srv *s, bool (*second_signal)(void *), void *user) {
     pthread_mutex_lock(&s->mu);
     s->draining = true;
@@ -91,11 +84,11 @@ void srv_shutdown(srv *s, bool (*second_signal)(void *), void *user) {
     }
     if (engine) {
         /* let running and queued requests finish, for a while */
-        double end = srv_now_ms() + s->o.shutdown_timeout_s * 1e3;
+        double end = smoe_now_ms() + s->o.shutdown_timeout_s * 1e3;
         pthread_mutex_lock(&s->mu);
-        while ((s->n_waiting || s->engine_busy) && srv_now_ms() < end) {
+        while ((s->n_waiting || s->engine_busy) && smoe_now_ms() < end) {
             struct timespec ts;
-            deadline_in(&ts, 0.2);
+            ts = smoe_deadline_ms(200);
             pthread_cond_timedwait(&s->idle_cv, &s->mu, &ts);
             if (second_signal && second_signal(user)) break;
         }
@@ -105,11 +98,11 @@ void srv_shutdown(srv *s, bool (*second_signal)(void *), void *user) {
         srv_engine_stop(s);
     }
     /* let the last responses reach their clients */
-    double end = srv_now_ms() + 5e3;
+    double end = smoe_now_ms() + 5e3;
     pthread_mutex_lock(&s->mu);
-    while (s->live > 0 && srv_now_ms() < end) {
+    while (s->live > 0 && smoe_now_ms() < end) {
         struct timespec ts;
-        deadline_in(&ts, 0.1);
+        ts = smoe_deadline_ms(100);
         pthread_cond_timedwait(&s->idle_cv, &s->mu, &ts);
     }
     pthread_mutex_unlock(&s->mu);

@@ -101,7 +101,7 @@ void tok_detokenize(srv *s, json_t *b, srv_reply *rep) {
     smoe_detok_init(&d, s->tok, true);
     size_t cap = smoe_detok_cap(s->tok);
     char *buf = malloc(cap);
-    sbuf out = {0};
+    smoe_buf out = {0};
     if (!buf) { oai_error(rep, 500, "server_error", NULL, NULL, "out of memory"); return; }
     size_t i;
     json_t *t;
@@ -110,19 +110,19 @@ void tok_detokenize(srv *s, json_t *b, srv_reply *rep) {
             char idx[32];
             snprintf(idx, sizeof idx, "%zu", i);
             free(buf);
-            sbuf_free(&out);
+            smoe_buf_free(&out);
             fail(rep, "tokens", "tokens[%s] is not a token id of this model", idx);
             return;
         }
         size_t n = smoe_detok_push(&d, (int32_t)json_integer_value(t), buf, cap);
-        sbuf_add(&out, buf, n);
+        smoe_buf_add(&out, buf, n);
     }
     size_t n = smoe_detok_flush(&d, buf, cap);
-    sbuf_add(&out, buf, n);
+    smoe_buf_add(&out, buf, n);
     free(buf);
     json_t *o = json_object();
-    json_object_set_new(o, "content", srv_json_text(out.p ? out.p : "", out.len));
-    sbuf_free(&out);
+    json_object_set_new(o, "content", srv_json_text(out.p ? out.p : "", out.n));
+    smoe_buf_free(&out);
     rep->status = 200;
     rep->body = srv_dump(o);
 }

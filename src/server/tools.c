@@ -19,7 +19,7 @@ typedef struct tc_choice {
     bool in_doc;          /* the call document has begun */
     bool broken;          /* the streamed document stopped parsing */
     int n_begun;          /* calls streamed so far */
-    sbuf doc;             /* the document's text */
+    smoe_buf doc;             /* the document's text */
     smoe_tcstream *tcs;   /* streaming parser (streamed OpenAI chat only) */
     json_t *deltas;       /* delta items made by the current push */
     uint64_t seed;        /* ids of this choice */
@@ -38,7 +38,7 @@ struct srv_tools {
 void srv_tools_free(srv_tools *t) {
     if (!t) return;
     for (int i = 0; i < t->n; i++) {
-        sbuf_free(&t->ch[i].doc);
+        smoe_buf_free(&t->ch[i].doc);
         smoe_tcstream_free(t->ch[i].tcs);
         json_decref(t->ch[i].deltas);
         free(t->ch[i].content);
@@ -254,7 +254,7 @@ bool srv_tools_on_text(srv_choice *c, const char *text, size_t len, bool stream_
     tc_choice *tc = state(c);
     if (deltas) *deltas = NULL;
     if (!tc || !tc->in_doc) return false;
-    sbuf_add(&tc->doc, text, len);
+    smoe_buf_add(&tc->doc, text, len);
     if (!stream_deltas || !tc->tcs) return true;
     json_array_clear(tc->deltas);
     if (!tc->broken && len && smoe_tcstream_push(tc->tcs, text, len) != 0) tc->broken = true;
@@ -268,20 +268,20 @@ bool srv_tools_called(const srv_choice *c) {
     /* OBJECT: the document may be {"content": ...}; n_begun counts calls
      * streamed, or parsed by srv_tools_calls */
     if (c->req->tools->fmt == SMOE_TOOLCALL_OBJECT) return tc->n_begun > 0;
-    return tc->tcs ? tc->n_begun > 0 : tc->doc.len > 0;
+    return tc->tcs ? tc->n_begun > 0 : tc->doc.n > 0;
 }
 
 json_t *srv_tools_calls(srv_choice *c, bool args_object, const char **rest, size_t *rest_len) {
     tc_choice *tc = state(c);
     *rest = NULL;
     *rest_len = 0;
-    if (!tc || !tc->in_doc || !tc->doc.len) return NULL;
+    if (!tc || !tc->in_doc || !tc->doc.n) return NULL;
     char e[SMOE_ERR_SIZE];
     uint64_t rng = tc->seed;
     smoe_toolcall_result res = {0};
-    if (smoe_toolcall_parse(c->req->tools->ts, c->req->tools->fmt, tc->doc.p, tc->doc.len, &rng, args_object, &res, e)) {
+    if (smoe_toolcall_parse(c->req->tools->ts, c->req->tools->fmt, tc->doc.p, tc->doc.n, &rng, args_object, &res, e)) {
         *rest = tc->doc.p;
-        *rest_len = tc->doc.len;
+        *rest_len = tc->doc.n;
         return NULL;
     }
     json_t *calls = json_incref(res.tool_calls);

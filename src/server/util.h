@@ -1,30 +1,14 @@
-/* util.h - small helpers shared by the files of `smoe serve`: a growable
- * byte buffer, the clocks, and JSON text out of jansson documents. */
+/* util.h - small helpers shared by the files of `smoe serve`: JSON text out
+ * of jansson documents (the buffer and the clock every file uses come from
+ * src/base, included here for them). */
 #ifndef SMOE_SERVER_UTIL_H
 #define SMOE_SERVER_UTIL_H
 
 #include <jansson.h>
 #include <stddef.h>
 
-/* ---------------------------------------------------------------------------
- * Growable byte buffer (always NUL-terminated once it holds anything)
- * ------------------------------------------------------------------------- */
-
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-} sbuf;
-
-int sbuf_add(sbuf *b, const void *data, size_t n);       /* -1 on out of memory */
-int sbuf_addf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void sbuf_free(sbuf *b);
-
-/* ---------------------------------------------------------------------------
- * Clocks
- * ------------------------------------------------------------------------- */
-
-double srv_now_ms(void);                      /* CLOCK_MONOTONIC */
-double srv_wall_s(void);                      /* CLOCK_REALTIME */
+#include "../base/buf.h"
+#include "../base/clock.h"
 
 /* ---------------------------------------------------------------------------
  * JSON

@@ -37,22 +37,15 @@ struct srv_watch {
     int fd;
     bool timed;                   /* the clock runs: a request is being received */
     bool expired;                 /* shut down by the watchdog */
-    double deadline_ms;           /* srv_now_ms() clock */
+    double deadline_ms;           /* smoe_now_ms() clock */
     srv_watch *prev, *next;
 };
-
-static void abs_deadline(struct timespec *ts, double ms_from_now) {
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    double ns = ts->tv_nsec + fmod(ms_from_now, 1e3) * 1e6;
-    ts->tv_sec += (time_t)(ms_from_now / 1e3) + (time_t)(ns / 1e9);
-    ts->tv_nsec = (long)fmod(ns, 1e9);
-}
 
 static void *watchdog_main(void *arg) {
     srv_watchdog *w = arg;
     pthread_mutex_lock(&w->mu);
     while (!w->stop) {
-        double now = srv_now_ms(), next = INFINITY;
+        double now = smoe_now_ms(), next = INFINITY;
         for (srv_watch *c = w->head; c; c = c->next) {
             if (!c->timed || c->expired) continue;
             if (c->deadline_ms <= now) {
@@ -70,7 +63,7 @@ static void *watchdog_main(void *arg) {
             pthread_cond_wait(&w->cv, &w->mu);
         } else {
             struct timespec ts;
-            abs_deadline(&ts, next - now + 1);
+            ts = smoe_deadline_ms(next - now + 1);
             pthread_cond_timedwait(&w->cv, &w->mu, &ts);
         }
     }
@@ -110,7 +103,7 @@ void srv_watch_notify(void *cls, struct MHD_Connection *conn, void **socket_cont
         c->fd = ci->connect_fd;
         c->timed = true;
         pthread_mutex_lock(&w->mu);
-        c->deadline_ms = srv_now_ms() + w->timeout_ms;
+        c->deadline_ms = smoe_now_ms() + w->timeout_ms;
         c->next = w->head;
         if (w->head) w->head->prev = c;
         w->head = c;
@@ -147,7 +140,7 @@ void srv_watch_rearm(srv_watchdog *w, struct MHD_Connection *conn) {
     if (!c) return;
     pthread_mutex_lock(&w->mu);
     c->timed = true;
-    c->deadline_ms = srv_now_ms() + w->timeout_ms;
+    c->deadline_ms = smoe_now_ms() + w->timeout_ms;
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
 }

@@ -46,7 +46,7 @@ static void ev_text(void *user, const char *text, size_t len, const smoe_token_l
 static void ev_token(void *user, int32_t id) {
     srv_choice *c = user;
     srv *s = c->req->srv;
-    double now = srv_now_ms();
+    double now = smoe_now_ms();
     if (c->req->ops->token) c->req->ops->token(c, id);
     if (c->req->tools) srv_tools_on_token(c, id); /* [TOOL_CALLS] opens the call document */
     pthread_mutex_lock(&s->metrics.mu);
@@ -105,7 +105,7 @@ static void drop_waiting(srv_request *r) {
         st.n_prompt = r->prompt.n;
         st.finish = SMOE_FINISH_CANCEL;
         st.slot = -1;
-        st.t_admit_ms = st.t_end_ms = srv_now_ms();
+        st.t_admit_ms = st.t_end_ms = smoe_now_ms();
         ev_done(&r->choices[i], &st, "");
     }
     srv_request_unref(r);
@@ -125,7 +125,7 @@ static void admit(srv *s, srv_request *r) {
             st.n_prompt = r->prompt.n;
             st.finish = SMOE_FINISH_ERROR;
             st.slot = -1;
-            st.t_admit_ms = st.t_end_ms = srv_now_ms();
+            st.t_admit_ms = st.t_end_ms = smoe_now_ms();
             ev_done(c, &st, err);
         }
     }
@@ -194,7 +194,7 @@ static void *engine_main(void *arg) {
             s->metrics.steps++;
             if (ran > 0) s->metrics.step_entries += (uint64_t)ran;
             int p = s->metrics.rate_pos = (s->metrics.rate_pos + 1) % 64;
-            s->metrics.rate_t[p] = srv_now_ms();
+            s->metrics.rate_t[p] = smoe_now_ms();
             s->metrics.rate_n[p] = s->metrics.generated;
             pthread_mutex_unlock(&s->metrics.mu);
         }

@@ -461,7 +461,7 @@ static int op_server(char *err) {
     const char *p = r->out.p ? r->out.p : "";
     bool complete;
     af_pause(true); /* jansson's parser is not the code under test (and crashes on OOM) */
-    size_t n = r->out.len;
+    size_t n = r->out.n;
     if (r->stream) complete = memmem(p, n, "[DONE]", 6) || memmem(p, n, "\"done\":true", 11) || memmem(p, n, "{\"error\":", 9);
     else {
         json_t *v = json_loadb(p, n, JSON_ALLOW_NUL, NULL);

@@ -103,11 +103,11 @@ static const char *next_line(const char *p, const char *end, size_t *len) {
 
 static void check_output(const srv_request *r, bool cancelled) {
     FZ_CHECK(r->finished, "output not finished");
-    const char *p = r->out.p ? r->out.p : "", *end = p + r->out.len;
+    const char *p = r->out.p ? r->out.p : "", *end = p + r->out.n;
     bool oai = r->api == API_OAI_CHAT || r->api == API_OAI_COMPLETION;
     if (cancelled) return; /* the client is gone: whatever was written is not read */
     if (!r->stream) {
-        json_t *v = parse(p, r->out.len, "non-stream body");
+        json_t *v = parse(p, r->out.n, "non-stream body");
         if (r->status >= 400) FZ_CHECK(json_object_get(v, "error"), "error without 'error'");
         json_decref(v);
         return;
@@ -180,7 +180,7 @@ static void play(srv *s, srv_request *r, int ending) {
         st.n_prompt = st.n_processed = r->prompt.n;
         st.n_generated = n_text;
         st.slot = i;
-        st.t_admit_ms = srv_now_ms();
+        st.t_admit_ms = smoe_now_ms();
         st.t_first_ms = n_text ? st.t_admit_ms + 1 : 0;
         st.t_end_ms = st.t_admit_ms + 2;
         st.finish = fin;
