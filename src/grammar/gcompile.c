@@ -4,8 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "../base/clock.h"
 #include "../common.h"
 #include "gint.h"
 
@@ -557,12 +557,6 @@ out:
     return rc;
 }
 
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 static void grammar_release(smoe_grammar *g) {
     if (!g) return;
     gr_rt_free(g->rt);
@@ -576,7 +570,7 @@ static void grammar_release(smoe_grammar *g) {
 }
 
 smoe_grammar *smoe_grammar_new(const char *text, size_t len, char *err) {
-    double t0 = now_ms();
+    double t0 = smoe_now_ms();
     gast ast;
     if (gr_parse(text, len, &ast, err)) return NULL;
     smoe_grammar *g = calloc(1, sizeof *g);
@@ -585,7 +579,7 @@ smoe_grammar *smoe_grammar_new(const char *text, size_t len, char *err) {
     int rc = gr_compile(&ast, g, err);
     gr_ast_free(&ast);
     if (rc || !(g->rt = gr_rt_new(g, err))) { grammar_release(g); return NULL; }
-    g->compile_ms = now_ms() - t0;
+    g->compile_ms = smoe_now_ms() - t0;
     return g;
 }
 
