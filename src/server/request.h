@@ -52,7 +52,7 @@ struct srv_choice {
     smoe_sched_job *job;          /* engine's; NULL before admission and after done */
     bool done;
     smoe_job_stats st;
-    smoe_buf text;                    /* whole text (non-streaming) */
+    smoe_buf text;                /* whole text (non-streaming) */
     json_t *lp;                   /* logprobs gathered (non-streaming) */
     int64_t text_offset;          /* completions logprobs: bytes of text so far */
     smoe_tokens gen_ids;          /* generated ids (Ollama's context) */

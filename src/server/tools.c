@@ -19,7 +19,7 @@ typedef struct tc_choice {
     bool in_doc;          /* the call document has begun */
     bool broken;          /* the streamed document stopped parsing */
     int n_begun;          /* calls streamed so far */
-    smoe_buf doc;             /* the document's text */
+    smoe_buf doc;         /* the document's text */
     smoe_tcstream *tcs;   /* streaming parser (streamed OpenAI chat only) */
     json_t *deltas;       /* delta items made by the current push */
     uint64_t seed;        /* ids of this choice */
