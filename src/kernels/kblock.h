@@ -1,5 +1,6 @@
-/* kblock.h - small readers of the GGUF block fields (layouts in quant.h),
- * shared by the dot-product kernels of every instruction set. */
+/* kblock.h - small readers of the GGUF block fields (layouts in quant.h)
+ * and views of the scalar activation layouts (kernels.h), shared by the
+ * dot-product kernels of every instruction set. */
 #ifndef SMOE_KBLOCK_H
 #define SMOE_KBLOCK_H
 
@@ -38,6 +39,41 @@ static inline void kb_q3k_scales(const uint8_t *p, int8_t sc[16]) {
         const int low = s < 8 ? p[s] & 15 : p[s - 8] >> 4;
         sc[s] = (int8_t)((low | ((p[8 + (s & 3)] >> (2 * (s >> 2))) & 3) << 4) - 32);
     }
+}
+
+/* ---------------------------------------------------------------------------
+ * Views of one vector's quantized activations in the scalar layouts
+ * (kernels.h): SMOE_ACT_Q8 levels, block scales and block sums, and
+ * SMOE_ACT_Q8K levels, super-block scales and sums of 16.  Always inlined:
+ * the SIMD kernels call them in their inner loops.
+ * ------------------------------------------------------------------------- */
+
+typedef struct q8v {
+    const int8_t *q;
+    const float *d;
+    const int32_t *sum;
+} q8v;
+
+static inline __attribute__((always_inline)) q8v kb_q8_at(const void *act, int64_t cols) {
+    q8v v;
+    v.q = act;
+    v.d = (const float *)(const void *)(v.q + cols);
+    v.sum = (const int32_t *)(const void *)(v.d + cols / 32);
+    return v;
+}
+
+typedef struct q8kv {
+    const int8_t *q;
+    const float *d;
+    const int16_t *bsum;
+} q8kv;
+
+static inline __attribute__((always_inline)) q8kv kb_q8k_at(const void *act, int64_t cols) {
+    q8kv v;
+    v.q = act;
+    v.d = (const float *)(const void *)(v.q + cols);
+    v.bsum = (const int16_t *)(const void *)(v.d + cols / 256);
+    return v;
 }
 
 #endif

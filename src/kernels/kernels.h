@@ -26,11 +26,25 @@
  * and a test can run every path the CPU has side by side in one process,
  * which ifunc/target_clones resolution at load time would not allow.
  *
- * A new instruction set (the NEON path for aarch64, src/kernels/simd_neon.c)
- * fills a smoe_kernels table: a quantizer per activation kind it uses and a
- * gemm per weight type it speeds up (NULL entries fall back to the exact
- * float path), and provides its getter below; smoe_kernels_best() calls it
- * on that architecture.  Files for other architectures compile to nothing
+ * Where things live (src/kernels/):
+ *   kernels_scalar.c  the scalar dot products and the "scalar" and
+ *                     "reference" tables
+ *   act_quant.c       the activation quantizers in the scalar layouts
+ *   dispatch.c        smoe_kernels_best / _by_name / _select, the CPU checks
+ *   simd.h            what every table is built on: the tile loop that
+ *                     makes a gemm from a row kernel, the table's shape,
+ *                     the common loaders (and the x86 files' shared helpers)
+ *   kblock.h          readers of the GGUF block fields and views of the
+ *                     scalar activation layouts, for every path
+ *   simd_avx2.c, simd_avx512.c, simd_neon.c
+ *                     one instruction set each: its row kernels (block dot
+ *                     products), its loaders and quantizers, its table
+ *
+ * A new instruction set writes a file like those: a row kernel per weight
+ * type it speeds up, turned into gemms and a smoe_kernels table through
+ * simd.h (a quantizer per activation kind it uses; NULL gemms fall back to
+ * the exact float path), and a getter below that dispatch.c calls on that
+ * architecture.  Files for other architectures compile to nothing
  * (#if defined(__x86_64__) / defined(__aarch64__) around their contents). */
 #ifndef SMOE_KERNELS_H
 #define SMOE_KERNELS_H
@@ -109,7 +123,8 @@ const smoe_kernels *smoe_kernels_neon(void);
 
 /* ---------------------------------------------------------------------------
  * The scalar (reference) layouts and dot products, for other paths to
- * build on (a SIMD path may use these layouts and quantizers as they are).
+ * build on (a SIMD path may use these layouts and quantizers as they are):
+ * the quantizers in act_quant.c, the dot products in kernels_scalar.c.
  *
  * SMOE_ACT_Q8, nb = cols/32 blocks:
  *   int8 q[cols] at 0, float d[nb] at cols, int32 sum[nb] after d

@@ -1,5 +1,6 @@
 /* ops.c - the matmul driver (threads, tiles, activation quantization; the
- * kernels are in kernels.c and simd_*.c) and the element-wise operations. */
+ * kernels are in kernels_scalar.c and simd_*.c, listed in kernels.h) and
+ * the element-wise operations. */
 #include "ops.h"
 
 #include <math.h>

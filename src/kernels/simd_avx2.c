@@ -4,7 +4,9 @@
  * sub-block scales), 32 weights per register.
  *
  * Compiled with the AVX2 flags (Makefile) and reached only through
- * smoe_kernels_avx2(), which kernels.c calls after checking the CPU.
+ * smoe_kernels_avx2(), which dispatch.c calls after checking the CPU.
+ * The tile loop, the table's shape and the loaders shared with the other
+ * paths are in simd.h.
  *
  * Activations use the scalar layouts (kernels.h); the quantizers here are
  * vectorised and write the same bytes as the scalar ones.
@@ -21,43 +23,12 @@
  * (Q8 weights of -128). */
 #if defined(__x86_64__)
 #include <immintrin.h>
-#include <string.h>
 
-#include "kernels.h"
-
-#define ALWAYS static inline __attribute__((always_inline))
+#include "simd.h"
 
 /* ---------------------------------------------------------------------------
  * Small helpers
  * ------------------------------------------------------------------------- */
-
-ALWAYS uint32_t ld32(const uint8_t *p) {
-    uint32_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-ALWAYS float ldf16(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, sizeof h);
-    return _cvtsh_ss(h);
-}
-
-ALWAYS float ldf32(const uint8_t *p) {
-    float f;
-    memcpy(&f, p, sizeof f);
-    return f;
-}
-
-ALWAYS __m256i ld256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
-ALWAYS __m128i ld128(const void *p) { return _mm_loadu_si128((const __m128i *)p); }
-
-ALWAYS float hsum_ps(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 ALWAYS int32_t hsum_epi32(__m256i v) {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -82,25 +53,6 @@ ALWAYS __m256i dot_us_scaled(__m256i u, __m256i s, __m256i sc) {
 
 /* int32 x in lane 0, zeros above */
 ALWAYS __m256i lane0(int32_t x) { return _mm256_zextsi128_si256(_mm_cvtsi32_si128(x)); }
-
-/* The statements once for each vector t < nt, t a constant in each copy,
- * so that per-vector arrays are indexed by constants and live in
- * registers. */
-#define FOR_T(...)                                                                                           \
-    do {                                                                                                     \
-        { const int t = 0; if (t < nt) { __VA_ARGS__ } }                                                     \
-        { const int t = 1; if (t < nt) { __VA_ARGS__ } }                                                     \
-        { const int t = 2; if (t < nt) { __VA_ARGS__ } }                                                     \
-        { const int t = 3; if (t < nt) { __VA_ARGS__ } }                                                     \
-    } while (0)
-/* the same for i = 0..3 */
-#define FOR4(i, ...)                                                                                         \
-    do {                                                                                                     \
-        { const int i = 0; __VA_ARGS__ }                                                                     \
-        { const int i = 1; __VA_ARGS__ }                                                                     \
-        { const int i = 2; __VA_ARGS__ }                                                                     \
-        { const int i = 3; __VA_ARGS__ }                                                                     \
-    } while (0)
 
 /* ---------------------------------------------------------------------------
  * Activation quantizers: the scalar layouts, the same bytes (levels
@@ -172,61 +124,6 @@ static void q8k_quantize(const float *x, void *dst, int64_t cols) {
     }
 }
 
-/* Views of one vector's quantized activations */
-typedef struct q8v {
-    const int8_t *q;
-    const float *d;
-    const int32_t *sum;
-} q8v;
-
-ALWAYS q8v q8_at(const uint8_t *act, int64_t cols) {
-    q8v v;
-    v.q = (const int8_t *)act;
-    v.d = (const float *)(const void *)(act + cols);
-    v.sum = (const int32_t *)(const void *)(v.d + cols / 32);
-    return v;
-}
-
-typedef struct q8kv {
-    const int8_t *q;
-    const float *d;
-    const int16_t *bsum;
-} q8kv;
-
-ALWAYS q8kv q8k_at(const uint8_t *act, int64_t cols) {
-    q8kv v;
-    v.q = (const int8_t *)act;
-    v.d = (const float *)(const void *)(act + cols);
-    v.bsum = (const int16_t *)(const void *)(v.d + cols / 256);
-    return v;
-}
-
-/* ---------------------------------------------------------------------------
- * The tile loop: groups of G vectors, each row of the tile against a
- * group; the rest at the end.  ROW(nt, cols, w, act, astride, out, ostride)
- * writes out[t*ostride] for t < nt.
- * ------------------------------------------------------------------------- */
-
-#define DEFINE_GEMM(name, G)                                                                                \
-    static void gemm_##name(int64_t cols, const uint8_t *w, size_t wstride, int64_t nr, const void *act,   \
-                            size_t astride, int64_t nt, float *out, size_t ostride) {                      \
-        const uint8_t *a = act;                                                                             \
-        int64_t t = 0;                                                                                      \
-        for (; t + G <= nt; t += G)                                                                         \
-            for (int64_t r = 0; r < nr; r++)                                                                \
-                row_##name(G, cols, w + (size_t)r * wstride, a + (size_t)t * astride, astride,              \
-                           out + (size_t)t * ostride + (size_t)r, ostride);                                 \
-        const int64_t left = nt - t;                                                                        \
-        a += (size_t)t * astride;                                                                           \
-        out += (size_t)t * ostride;                                                                         \
-        for (int64_t r = 0; r < nr && left > 0; r++) {                                                      \
-            const uint8_t *wr = w + (size_t)r * wstride;                                                    \
-            if (left == 3) row_##name(3, cols, wr, a, astride, out + r, ostride);                           \
-            else if (left == 2) row_##name(2, cols, wr, a, astride, out + r, ostride);                      \
-            else row_##name(1, cols, wr, a, astride, out + r, ostride);                                     \
-        }                                                                                                   \
-    }
-
 /* ---------------------------------------------------------------------------
  * Float weights: F32, F16, BF16 times float32 activations, 32 columns per
  * step in four accumulators, then 8 at a time, then one at a time.  Two
@@ -239,7 +136,7 @@ ALWAYS __m256 ld_f16w(const uint8_t *w, int64_t c) { return _mm256_cvtph_ps(ld12
 ALWAYS __m256 ld_bf16w(const uint8_t *w, int64_t c) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(ld128(w + 2 * c)), 16));
 }
-ALWAYS float ld1_f32w(const uint8_t *w, int64_t c) { return ldf32(w + 4 * c); }
+ALWAYS float ld1_f32w(const uint8_t *w, int64_t c) { return simd_f32(w + 4 * c); }
 ALWAYS float ld1_f16w(const uint8_t *w, int64_t c) { return ldf16(w + 2 * c); }
 ALWAYS float ld1_bf16w(const uint8_t *w, int64_t c) {
     uint16_t h;
@@ -286,9 +183,9 @@ ALWAYS float ld1_bf16w(const uint8_t *w, int64_t c) {
 FLOAT_ROW(f32)
 FLOAT_ROW(f16)
 FLOAT_ROW(bf16)
-DEFINE_GEMM(f32, 2)
-DEFINE_GEMM(f16, 2)
-DEFINE_GEMM(bf16, 2)
+SIMD_GEMM(gemm_f32, row_f32, 2)
+SIMD_GEMM(gemm_f16, row_f16, 2)
+SIMD_GEMM(gemm_bf16, row_bf16, 2)
 
 /* ---------------------------------------------------------------------------
  * Blocks of 32 (Q4_0 .. Q8_1): per block the exact integer dot in eight
@@ -313,7 +210,7 @@ ALWAYS __m256i nibbles32(const uint8_t *p) {
 
 /* bit j of the u32 at p as 16 in byte j */
 ALWAYS __m256i fifth_bits(const uint8_t *p) {
-    const __m256i v = _mm256_set1_epi32((int)ld32(p));
+    const __m256i v = _mm256_set1_epi32((int)simd_u32(p));
     const __m256i spread = _mm256_shuffle_epi8(
         v, _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3,
                             3, 3));
@@ -353,7 +250,7 @@ ALWAYS blk32 ld_q8_1(const uint8_t *p) { return (blk32){ld256(p + 4), ldf16(p), 
         q8v a[4];                                                                                            \
         __m256 acc0[4], acc1[4];                                                                             \
         float accm0[4], accm1[4];                                                                            \
-        FOR_T(a[t] = q8_at(act + (size_t)t * astride, cols); acc0[t] = acc1[t] = _mm256_setzero_ps();        \
+        FOR_T(a[t] = kb_q8_at(act + (size_t)t * astride, cols); acc0[t] = acc1[t] = _mm256_setzero_ps();        \
               accm0[t] = accm1[t] = 0;);                                                                     \
         int64_t b = 0;                                                                                       \
         for (; b + 2 <= nb; b += 2) {                                                                        \
@@ -370,12 +267,12 @@ ROW32(q5_0, 22, 16, 0, 0)
 ROW32(q5_1, 24, 0, 1, 0)
 ROW32(q8_0, 34, 0, 0, 1)
 ROW32(q8_1, 36, 0, 0, 1)
-DEFINE_GEMM(q4_0, 4)
-DEFINE_GEMM(q4_1, 4)
-DEFINE_GEMM(q5_0, 4)
-DEFINE_GEMM(q5_1, 4)
-DEFINE_GEMM(q8_0, 4)
-DEFINE_GEMM(q8_1, 4)
+SIMD_GEMM(gemm_q4_0, row_q4_0, 4)
+SIMD_GEMM(gemm_q4_1, row_q4_1, 4)
+SIMD_GEMM(gemm_q5_0, row_q5_0, 4)
+SIMD_GEMM(gemm_q5_1, row_q5_1, 4)
+SIMD_GEMM(gemm_q8_0, row_q8_0, 4)
+SIMD_GEMM(gemm_q8_1, row_q8_1, 4)
 
 /* ---------------------------------------------------------------------------
  * K types: a super-block is eight registers of 32 levels; each register's
@@ -422,15 +319,6 @@ ALWAYS __m256i bit_to(__m256i v, int b, int to) {
     return b >= to ? _mm256_srli_epi16(v, b - to) : _mm256_slli_epi16(v, to - b);
 }
 
-/* Q4_K, Q5_K: the 6-bit scales and mins as bytes [sc0..7, mn0..7] */
-ALWAYS __m128i k4_scales(const uint8_t *p) {
-    const uint32_t u0 = ld32(p), u1 = ld32(p + 4), u2 = ld32(p + 8);
-    const uint32_t sc_lo = u0 & 0x3f3f3f3f, mn_lo = u1 & 0x3f3f3f3f;
-    const uint32_t sc_hi = (u2 & 0x0f0f0f0f) | ((u0 >> 6) & 0x03030303) << 4;
-    const uint32_t mn_hi = ((u2 >> 4) & 0x0f0f0f0f) | ((u1 >> 6) & 0x03030303) << 4;
-    return _mm_set_epi32((int)mn_hi, (int)mn_lo, (int)sc_hi, (int)sc_lo);
-}
-
 /* Q4_K and Q5_K rows (Q5: Q5_K's fifth bits at 16, levels at QS) */
 #define ROW_K4(name, BYTES, QS, Q5)                                                                          \
     ALWAYS void row_##name(const int nt, int64_t cols, const uint8_t *w, const uint8_t *act, size_t astride, \
@@ -441,7 +329,7 @@ ALWAYS __m128i k4_scales(const uint8_t *p) {
         FOR_T(acc[t] = _mm256_setzero_ps(););                                                                \
         for (int64_t i = 0; i < nk; i++, w += BYTES) {                                                       \
             const float d = ldf16(w), dmin = ldf16(w + 2);                                                   \
-            const __m128i sm = k4_scales(w + 4);                                                             \
+            const __m128i sm = k4_scale_bytes(w + 4);                                                             \
             const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));                           \
             const __m256i mn = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm)); /* each min twice */         \
             __m256i is[4];                                                                                   \
@@ -456,13 +344,13 @@ ALWAYS __m128i k4_scales(const uint8_t *p) {
                 }                                                                                            \
                 const __m256i s0 = sc32(sc, 2 * j), s1 = sc32(sc, 2 * j + 1);                                \
                 FOR_T(                                                                                       \
-                    const int8_t *q = q8k_at(act + (size_t)t * astride, cols).q + 256 * i + 64 * j;          \
+                    const int8_t *q = kb_q8k_at(act + (size_t)t * astride, cols).q + 256 * i + 64 * j;          \
                     is[t] = _mm256_add_epi32(is[t], _mm256_add_epi32(dot_us_scaled(lo, ld256(q), s0),        \
                                                                      dot_us_scaled(hi, ld256(q + 32), s1))); \
                 );                                                                                           \
             });                                                                                              \
             FOR_T(                                                                                           \
-                const q8kv a = q8k_at(act + (size_t)t * astride, cols);                                      \
+                const q8kv a = kb_q8k_at(act + (size_t)t * astride, cols);                                      \
                 const float da = a.d[i];                                                                     \
                 const __m256i mins = _mm256_madd_epi16(mn, ld256(a.bsum + 16 * i));                          \
                 acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[t]), _mm256_set1_ps(d * da), acc[t]);         \
@@ -474,8 +362,8 @@ ALWAYS __m128i k4_scales(const uint8_t *p) {
 
 ROW_K4(q4_k, 144, 16, 0)
 ROW_K4(q5_k, 176, 48, 1)
-DEFINE_GEMM(q4_k, 4)
-DEFINE_GEMM(q5_k, 4)
+SIMD_GEMM(gemm_q4_k, row_q4_k, 4)
+SIMD_GEMM(gemm_q5_k, row_q5_k, 4)
 
 /* Q6_K: ql at 0, qh at 128, int8 scales at 192, d at 208.  Levels are the
  * stored 6 bits (value + 32); the 32 * sum(scale * bsum) comes off after. */
@@ -498,14 +386,14 @@ ALWAYS void row_q6_k(const int nt, int64_t cols, const uint8_t *w, const uint8_t
                 const __m256i lv = _mm256_or_si256(low, _mm256_and_si256(bit_to(qh, 2 * g, 4), m30));
                 const __m256i s = sc16_s(sb, 4 * h + g);
                 FOR_T(
-                    const int8_t *q = q8k_at(act + (size_t)t * astride, cols).q + 256 * i + 128 * h + 32 * g;
+                    const int8_t *q = kb_q8k_at(act + (size_t)t * astride, cols).q + 256 * i + 128 * h + 32 * g;
                     is[t] = _mm256_add_epi32(is[t], dot_us_scaled(lv, ld256(q), s));
                 );
             });
         }
         const __m256i s16 = _mm256_cvtepi8_epi16(sb);
         FOR_T(
-            const q8kv a = q8k_at(act + (size_t)t * astride, cols);
+            const q8kv a = kb_q8k_at(act + (size_t)t * astride, cols);
             const __m256i corr = _mm256_slli_epi32(_mm256_madd_epi16(s16, ld256(a.bsum + 16 * i)), 5);
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(is[t], corr)), _mm256_set1_ps(d * a.d[i]),
                                      acc[t]);
@@ -513,17 +401,10 @@ ALWAYS void row_q6_k(const int nt, int64_t cols, const uint8_t *w, const uint8_t
     }
     FOR_T(out[(size_t)t * ostride] = hsum_ps(acc[t]););
 }
-DEFINE_GEMM(q6_k, 4)
+SIMD_GEMM(gemm_q6_k, row_q6_k, 4)
 
 /* Q3_K: hmask at 0, 2-bit planes at 32, scales at 96, d at 108.  Levels
  * are low2 + 4 * hbit (value + 4); 4 * sum(scale * bsum) comes off after. */
-ALWAYS __m128i k3_scales(const uint8_t *p) {
-    const uint32_t a0 = ld32(p), a1 = ld32(p + 4), h = ld32(p + 8), m = 0x0f0f0f0f, m2 = 0x03030303;
-    const uint32_t c0 = (a0 & m) | (h & m2) << 4, c1 = (a1 & m) | ((h >> 2) & m2) << 4;
-    const uint32_t c2 = ((a0 >> 4) & m) | ((h >> 4) & m2) << 4, c3 = ((a1 >> 4) & m) | ((h >> 6) & m2) << 4;
-    return _mm_sub_epi8(_mm_set_epi32((int)c3, (int)c2, (int)c1, (int)c0), _mm_set1_epi8(32));
-}
-
 ALWAYS void row_q3_k(const int nt, int64_t cols, const uint8_t *w, const uint8_t *act, size_t astride, float *out,
                      size_t ostride) {
     const int64_t nk = cols / 256;
@@ -532,7 +413,7 @@ ALWAYS void row_q3_k(const int nt, int64_t cols, const uint8_t *w, const uint8_t
     FOR_T(acc[t] = _mm256_setzero_ps(););
     for (int64_t i = 0; i < nk; i++, w += 110) {
         const float d = ldf16(w + 108);
-        const __m128i sb = k3_scales(w + 96);
+        const __m128i sb = k3_scale_bytes(w + 96);
         const __m256i hm = ld256(w);
         __m256i is[4];
         FOR_T(is[t] = _mm256_setzero_si256(););
@@ -543,14 +424,14 @@ ALWAYS void row_q3_k(const int nt, int64_t cols, const uint8_t *w, const uint8_t
                 const __m256i lv = _mm256_or_si256(low, _mm256_and_si256(bit_to(hm, 4 * h + g, 2), b4));
                 const __m256i s = sc16_s(sb, 4 * h + g);
                 FOR_T(
-                    const int8_t *q = q8k_at(act + (size_t)t * astride, cols).q + 256 * i + 128 * h + 32 * g;
+                    const int8_t *q = kb_q8k_at(act + (size_t)t * astride, cols).q + 256 * i + 128 * h + 32 * g;
                     is[t] = _mm256_add_epi32(is[t], dot_us_scaled(lv, ld256(q), s));
                 );
             });
         }
         const __m256i s16 = _mm256_cvtepi8_epi16(sb);
         FOR_T(
-            const q8kv a = q8k_at(act + (size_t)t * astride, cols);
+            const q8kv a = kb_q8k_at(act + (size_t)t * astride, cols);
             const __m256i corr = _mm256_slli_epi32(_mm256_madd_epi16(s16, ld256(a.bsum + 16 * i)), 2);
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(is[t], corr)), _mm256_set1_ps(d * a.d[i]),
                                      acc[t]);
@@ -558,7 +439,7 @@ ALWAYS void row_q3_k(const int nt, int64_t cols, const uint8_t *w, const uint8_t
     }
     FOR_T(out[(size_t)t * ostride] = hsum_ps(acc[t]););
 }
-DEFINE_GEMM(q3_k, 4)
+SIMD_GEMM(gemm_q3_k, row_q3_k, 4)
 
 /* Q2_K: scales (low nibble) and mins (high nibble) at 0, planes at 16,
  * d at 80, dmin at 82 */
@@ -581,13 +462,13 @@ ALWAYS void row_q2_k(const int nt, int64_t cols, const uint8_t *w, const uint8_t
                 const __m256i lv = _mm256_and_si256(_mm256_srli_epi16(pl, 2 * g), m3);
                 const __m256i s = sc16_u(sb, 4 * h + g);
                 FOR_T(
-                    const int8_t *q = q8k_at(act + (size_t)t * astride, cols).q + 256 * i + 128 * h + 32 * g;
+                    const int8_t *q = kb_q8k_at(act + (size_t)t * astride, cols).q + 256 * i + 128 * h + 32 * g;
                     is[t] = _mm256_add_epi32(is[t], dot_us_scaled(lv, ld256(q), s));
                 );
             });
         }
         FOR_T(
-            const q8kv a = q8k_at(act + (size_t)t * astride, cols);
+            const q8kv a = kb_q8k_at(act + (size_t)t * astride, cols);
             const float da = a.d[i];
             const __m256i mins = _mm256_madd_epi16(mn, ld256(a.bsum + 16 * i));
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[t]), _mm256_set1_ps(d * da), acc[t]);
@@ -596,7 +477,7 @@ ALWAYS void row_q2_k(const int nt, int64_t cols, const uint8_t *w, const uint8_t
     }
     FOR_T(out[(size_t)t * ostride] = hsum_ps(acc[t]););
 }
-DEFINE_GEMM(q2_k, 4)
+SIMD_GEMM(gemm_q2_k, row_q2_k, 4)
 
 /* Q8_K weights: float d at 0, int8 levels at 4 */
 ALWAYS void row_q8_k(const int nt, int64_t cols, const uint8_t *w, const uint8_t *act, size_t astride, float *out,
@@ -605,50 +486,31 @@ ALWAYS void row_q8_k(const int nt, int64_t cols, const uint8_t *w, const uint8_t
     __m256 acc[4];
     FOR_T(acc[t] = _mm256_setzero_ps(););
     for (int64_t i = 0; i < nk; i++, w += 292) {
-        const float d = ldf32(w);
+        const float d = simd_f32(w);
         __m256i is[4];
         FOR_T(is[t] = _mm256_setzero_si256(););
         for (int j = 0; j < 8; j++) {
             const __m256i lv = ld256(w + 4 + 32 * j);
             FOR_T(
-                const int8_t *q = q8k_at(act + (size_t)t * astride, cols).q + 256 * i + 32 * j;
+                const int8_t *q = kb_q8k_at(act + (size_t)t * astride, cols).q + 256 * i + 32 * j;
                 is[t] = _mm256_add_epi32(is[t], dot_ss(lv, ld256(q)));
             );
         }
         FOR_T(
-            const q8kv a = q8k_at(act + (size_t)t * astride, cols);
+            const q8kv a = kb_q8k_at(act + (size_t)t * astride, cols);
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[t]), _mm256_set1_ps(d * a.d[i]), acc[t]);
         );
     }
     FOR_T(out[(size_t)t * ostride] = hsum_ps(acc[t]););
 }
-DEFINE_GEMM(q8_k, 4)
+SIMD_GEMM(gemm_q8_k, row_q8_k, 4)
 
 /* ---------------------------------------------------------------------------
  * The table
  * ------------------------------------------------------------------------- */
 
-static const smoe_kernels table = {
-    .name = "avx2",
-    .act = {[SMOE_ACT_Q8] = {smoe_act_q8_bytes, q8_quantize}, [SMOE_ACT_Q8K] = {smoe_act_q8k_bytes, q8k_quantize}},
-    .w = {
-        [SMOE_TYPE_F32] = {SMOE_ACT_F32, gemm_f32},
-        [SMOE_TYPE_F16] = {SMOE_ACT_F32, gemm_f16},
-        [SMOE_TYPE_BF16] = {SMOE_ACT_F32, gemm_bf16},
-        [SMOE_TYPE_Q4_0] = {SMOE_ACT_Q8, gemm_q4_0},
-        [SMOE_TYPE_Q4_1] = {SMOE_ACT_Q8, gemm_q4_1},
-        [SMOE_TYPE_Q5_0] = {SMOE_ACT_Q8, gemm_q5_0},
-        [SMOE_TYPE_Q5_1] = {SMOE_ACT_Q8, gemm_q5_1},
-        [SMOE_TYPE_Q8_0] = {SMOE_ACT_Q8, gemm_q8_0},
-        [SMOE_TYPE_Q8_1] = {SMOE_ACT_Q8, gemm_q8_1},
-        [SMOE_TYPE_Q2_K] = {SMOE_ACT_Q8K, gemm_q2_k},
-        [SMOE_TYPE_Q3_K] = {SMOE_ACT_Q8K, gemm_q3_k},
-        [SMOE_TYPE_Q4_K] = {SMOE_ACT_Q8K, gemm_q4_k},
-        [SMOE_TYPE_Q5_K] = {SMOE_ACT_Q8K, gemm_q5_k},
-        [SMOE_TYPE_Q6_K] = {SMOE_ACT_Q8K, gemm_q6_k},
-        [SMOE_TYPE_Q8_K] = {SMOE_ACT_Q8K, gemm_q8_k},
-    },
-};
+static const smoe_kernels table = SIMD_TABLE("avx2", smoe_act_q8_bytes, q8_quantize, smoe_act_q8k_bytes, q8k_quantize,
+                                             SIMD_GEMM_NAME, SIMD_GEMM_NAME);
 
 const smoe_kernels *smoe_kernels_avx2(void) { return &table; }
 

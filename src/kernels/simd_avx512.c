@@ -2,7 +2,9 @@
  * products with VPDPBUSD / VPMADDUBSW + VPDPWSSD, 64 weights per register.
  *
  * Compiled with the AVX-512 flags (Makefile) and reached only through
- * smoe_kernels_avx512(), which kernels.c calls after checking the CPU.
+ * smoe_kernels_avx512(), which dispatch.c calls after checking the CPU.
+ * The tile loop, the table's shape and the loaders shared with the other
+ * paths (the AVX2 helpers too) are in simd.h.
  *
  * Each kernel computes one weight row against up to four activation
  * vectors at once: the row's blocks are unpacked once for all four.  The
@@ -14,44 +16,19 @@
  * through the activations' block sums: Q4_0 is d*(q - 8), so its block dot
  * is d*da*(sum q*a - 8*sum a).
  *
- * SMOE_ACT_Q8 layout here: int8 q[cols] padded with zeros to a multiple of
- * 64, then for each pair of blocks (64 elements, one register) a record of
- * 16 floats, the scales as the lanes of a VPDPBUSD result see them (lanes
- * 0-7 the first block's, 8-15 the second's), and 16 int32 holding minus the
- * block sums the same way, so that lanes add up to -8 * sum: the starting
- * value of a Q4_0 dot.  An odd last block has zeros for its missing
- * partner.  SMOE_ACT_Q8K uses the scalar layout. */
+ * SMOE_ACT_Q8 has a layout of its own here, in quads of four blocks
+ * (q8x_quad below): the levels as VPDPBUSD reads them, and each block's
+ * scale and minus its sum once for each of the block's four result lanes
+ * (so that minus the sum shifted left by one, in four lanes, is a Q4_0
+ * dot's starting value -8 * sum).  SMOE_ACT_Q8K uses the scalar layout. */
 #if defined(__x86_64__)
 #include <immintrin.h>
-#include <string.h>
 
-#include "kernels.h"
+#include "simd.h"
 
-#define ALWAYS static inline __attribute__((always_inline))
-
-ALWAYS uint32_t ld32(const uint8_t *p) {
-    uint32_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-ALWAYS float ldf16(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, sizeof h);
-    return _cvtsh_ss(h);
-}
-
-ALWAYS __m256i ld256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
 ALWAYS __m512i ld512(const void *p) { return _mm512_loadu_si512(p); }
 /* 32 bytes at p in both halves of a register */
 ALWAYS __m512i bcast256(const void *p) { return _mm512_broadcast_i64x4(ld256(p)); }
-
-ALWAYS float hsum256(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 /* Index vectors for VPERMW: 32 words from a table of 32 entries. */
 typedef struct widx {
@@ -128,51 +105,6 @@ static void q8k_quantize(const float *x, void *dst, int64_t cols) {
 }
 
 /* ---------------------------------------------------------------------------
- * The tile loop: groups of four vectors, each row of the tile against a
- * group; 3, 2 or 1 left over at the end.  ROW(nt, cols, w, act, astride,
- * out, ostride) writes out[t*ostride] for t < nt.
- * ------------------------------------------------------------------------- */
-
-#define DEFINE_GEMM(name)                                                                                   \
-    static void gemm_##name(int64_t cols, const uint8_t *w, size_t wstride, int64_t nr, const void *act,   \
-                            size_t astride, int64_t nt, float *out, size_t ostride) {                      \
-        const uint8_t *a = act;                                                                             \
-        int64_t t = 0;                                                                                      \
-        for (; t + 4 <= nt; t += 4)                                                                         \
-            for (int64_t r = 0; r < nr; r++)                                                                \
-                row_##name(4, cols, w + (size_t)r * wstride, a + (size_t)t * astride, astride,              \
-                           out + (size_t)t * ostride + (size_t)r, ostride);                                 \
-        const int64_t left = nt - t;                                                                        \
-        a += (size_t)t * astride;                                                                           \
-        out += (size_t)t * ostride;                                                                         \
-        for (int64_t r = 0; r < nr && left > 0; r++) {                                                      \
-            const uint8_t *wr = w + (size_t)r * wstride;                                                    \
-            if (left == 3) row_##name(3, cols, wr, a, astride, out + r, ostride);                           \
-            else if (left == 2) row_##name(2, cols, wr, a, astride, out + r, ostride);                      \
-            else row_##name(1, cols, wr, a, astride, out + r, ostride);                                     \
-        }                                                                                                   \
-    }
-
-/* The statements once for each vector t < nt, t a constant in each copy,
- * so that per-vector arrays are indexed by constants and live in
- * registers (a loop, even one unrolled by pragma, leaves them in memory). */
-#define FOR_T(...)                                                                                           \
-    do {                                                                                                     \
-        { const int t = 0; if (t < nt) { __VA_ARGS__ } }                                                     \
-        { const int t = 1; if (t < nt) { __VA_ARGS__ } }                                                     \
-        { const int t = 2; if (t < nt) { __VA_ARGS__ } }                                                     \
-        { const int t = 3; if (t < nt) { __VA_ARGS__ } }                                                     \
-    } while (0)
-/* the same for i = 0..3 */
-#define FOR4(i, ...)                                                                                         \
-    do {                                                                                                     \
-        { const int i = 0; __VA_ARGS__ }                                                                     \
-        { const int i = 1; __VA_ARGS__ }                                                                     \
-        { const int i = 2; __VA_ARGS__ }                                                                     \
-        { const int i = 3; __VA_ARGS__ }                                                                     \
-    } while (0)
-
-/* ---------------------------------------------------------------------------
  * Float weights: F32, F16, BF16 times float32 activations, 64 columns per
  * step in four accumulators, then 16 at a time, then a masked tail.
  * ------------------------------------------------------------------------- */
@@ -225,9 +157,9 @@ ALWAYS __m512 ldm_bf16w(const uint8_t *w, int64_t c, __mmask16 k) {
 FLOAT_ROW(f32)
 FLOAT_ROW(f16)
 FLOAT_ROW(bf16)
-DEFINE_GEMM(f32)
-DEFINE_GEMM(f16)
-DEFINE_GEMM(bf16)
+SIMD_GEMM(gemm_f32, row_f32, 4)
+SIMD_GEMM(gemm_f16, row_f16, 4)
+SIMD_GEMM(gemm_bf16, row_bf16, 4)
 
 /* ---------------------------------------------------------------------------
  * Blocks of 32, four at a time (a "quad").  The quad's bytes come in as a
@@ -300,7 +232,7 @@ ALWAYS void split_nibbles(quad *q, __m512i x) {
 ALWAYS void add_fifth_bits(quad *q, const uint8_t *p, int nblk, int B, int off) {
     uint64_t lo = 0, hi = 0;
     for (int s = 0; s < 4; s++) {
-        const uint32_t h = s < nblk ? ld32(p + s * B + off) : 0;
+        const uint32_t h = s < nblk ? simd_u32(p + s * B + off) : 0;
         lo |= (uint64_t)(h & 0xffff) << (16 * s);
         hi |= (uint64_t)(h >> 16) << (16 * s);
     }
@@ -401,12 +333,12 @@ ROW32(q5_0, 22, 2, 0)
 ROW32(q5_1, 24, 0, 1)
 ROW32(q8_0, 34, 5, 0)
 ROW32(q8_1, 36, 5, 0)
-DEFINE_GEMM(q4_0)
-DEFINE_GEMM(q4_1)
-DEFINE_GEMM(q5_0)
-DEFINE_GEMM(q5_1)
-DEFINE_GEMM(q8_0)
-DEFINE_GEMM(q8_1)
+SIMD_GEMM(gemm_q4_0, row_q4_0, 4)
+SIMD_GEMM(gemm_q4_1, row_q4_1, 4)
+SIMD_GEMM(gemm_q5_0, row_q5_0, 4)
+SIMD_GEMM(gemm_q5_1, row_q5_1, 4)
+SIMD_GEMM(gemm_q8_0, row_q8_0, 4)
+SIMD_GEMM(gemm_q8_1, row_q8_1, 4)
 
 /* ---------------------------------------------------------------------------
  * K types against Q8_K activations (scalar layout: q, d per 256, int16
@@ -415,20 +347,6 @@ DEFINE_GEMM(q8_1)
  * saturation) and VPDPWSSD multiplies them by the sub-block scales, spread
  * over the lanes by VPERMW, into int32 sums per super-block.
  * ------------------------------------------------------------------------- */
-
-typedef struct q8k_ptr {
-    const int8_t *q;
-    const float *d;
-    const int16_t *bsum;
-} q8k_ptr;
-
-ALWAYS q8k_ptr q8k_at(const uint8_t *a, int64_t cols) {
-    q8k_ptr p;
-    p.q = (const int8_t *)a;
-    p.d = (const float *)(const void *)(a + cols);
-    p.bsum = (const int16_t *)(const void *)(p.d + cols / 256);
-    return p;
-}
 
 /* scales of 16-element sub-blocks: register j (elements 64j..64j+63) pairs
  * word i with sub-block 4j + i/8 */
@@ -481,13 +399,7 @@ ALWAYS __m512i kdot(const __m512i *w, const __m512i *sc, const int8_t *q) {
 }
 
 /* Q4_K, Q5_K: the 6-bit scales and mins as words [sc0..7, mn0..7] */
-ALWAYS __m256i k4_scales(const uint8_t *p) {
-    const uint32_t u0 = ld32(p), u1 = ld32(p + 4), u2 = ld32(p + 8);
-    const uint32_t sc_lo = u0 & 0x3f3f3f3f, mn_lo = u1 & 0x3f3f3f3f;
-    const uint32_t sc_hi = (u2 & 0x0f0f0f0f) | ((u0 >> 6) & 0x03030303) << 4;
-    const uint32_t mn_hi = ((u2 >> 4) & 0x0f0f0f0f) | ((u1 >> 6) & 0x03030303) << 4;
-    return _mm256_cvtepu8_epi16(_mm_set_epi32((int)mn_hi, (int)mn_lo, (int)sc_hi, (int)sc_lo));
-}
+ALWAYS __m256i k4_scales(const uint8_t *p) { return _mm256_cvtepu8_epi16(k4_scale_bytes(p)); }
 
 /* Q4_K and Q5_K rows (QH: Q5_K's fifth bits) */
 #define ROW_K4(BLOCK, BYTES, QS, QH)                                                                         \
@@ -515,7 +427,7 @@ ALWAYS __m256i k4_scales(const uint8_t *p) {
                                                      _mm512_set1_epi8(16)););                                \
             }                                                                                                \
             FOR_T(                                                                                          \
-                const q8k_ptr a = q8k_at(act + (size_t)t * astride, cols);                                   \
+                const q8kv a = kb_q8k_at(act + (size_t)t * astride, cols);                                   \
                 const float da = a.d[i];                                                                     \
                 const __m512i isum = kdot(lv, sc, a.q + 256 * i);                                            \
                 acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d * da), acc[t]);          \
@@ -523,13 +435,13 @@ ALWAYS __m256i k4_scales(const uint8_t *p) {
                 accm[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(dmin * da), accm[t]);     \
             );                                                                                                \
         }                                                                                                    \
-        FOR_T(out[(size_t)t * ostride] = _mm512_reduce_add_ps(acc[t]) - hsum256(accm[t]););                    \
+        FOR_T(out[(size_t)t * ostride] = _mm512_reduce_add_ps(acc[t]) - hsum_ps(accm[t]););                    \
     }
 
 ROW_K4(q4_k, 144, 16, 0)
 ROW_K4(q5_k, 176, 48, 1)
-DEFINE_GEMM(q4_k)
-DEFINE_GEMM(q5_k)
+SIMD_GEMM(gemm_q4_k, row_q4_k, 4)
+SIMD_GEMM(gemm_q5_k, row_q5_k, 4)
 
 /* Q6_K: ql at 0, qh at 128, int8 scales at 192, d at 208 */
 ALWAYS void row_q6_k(const int nt, int64_t cols, const uint8_t *w, const uint8_t *act, size_t astride, float *out,
@@ -554,7 +466,7 @@ ALWAYS void row_q6_k(const int nt, int64_t cols, const uint8_t *w, const uint8_t
         });
         FOR4(j, sc[j] = _mm512_permutexvar_epi16(ldidx(&sub16_idx[j]), s16z););
         FOR_T(
-            const q8k_ptr a = q8k_at(act + (size_t)t * astride, cols);
+            const q8kv a = kb_q8k_at(act + (size_t)t * astride, cols);
             const __m256i corr = _mm256_madd_epi16(s16, ld256(a.bsum + 16 * i)); /* levels are q + 32 */
             const __m512i isum = _mm512_sub_epi32(kdot(lv, sc, a.q + 256 * i),
                                                   _mm512_zextsi256_si512(_mm256_slli_epi32(corr, 5)));
@@ -563,15 +475,10 @@ ALWAYS void row_q6_k(const int nt, int64_t cols, const uint8_t *w, const uint8_t
     }
     FOR_T(out[(size_t)t * ostride] = _mm512_reduce_add_ps(acc[t]););
 }
-DEFINE_GEMM(q6_k)
+SIMD_GEMM(gemm_q6_k, row_q6_k, 4)
 
 /* Q3_K: hmask at 0, 2-bit planes at 32, scales at 96, d at 108 */
-ALWAYS __m256i k3_scales(const uint8_t *p) {
-    const uint32_t a0 = ld32(p), a1 = ld32(p + 4), h = ld32(p + 8), m = 0x0f0f0f0f, m2 = 0x03030303;
-    const uint32_t c0 = (a0 & m) | (h & m2) << 4, c1 = (a1 & m) | ((h >> 2) & m2) << 4;
-    const uint32_t c2 = ((a0 >> 4) & m) | ((h >> 4) & m2) << 4, c3 = ((a1 >> 4) & m) | ((h >> 6) & m2) << 4;
-    return _mm256_cvtepi8_epi16(_mm_sub_epi8(_mm_set_epi32((int)c3, (int)c2, (int)c1, (int)c0), _mm_set1_epi8(32)));
-}
+ALWAYS __m256i k3_scales(const uint8_t *p) { return _mm256_cvtepi8_epi16(k3_scale_bytes(p)); }
 
 ALWAYS void row_q3_k(const int nt, int64_t cols, const uint8_t *w, const uint8_t *act, size_t astride, float *out,
                      size_t ostride) {
@@ -592,7 +499,7 @@ ALWAYS void row_q3_k(const int nt, int64_t cols, const uint8_t *w, const uint8_t
         });
         FOR4(j, sc[j] = _mm512_permutexvar_epi16(ldidx(&sub16_idx[j]), s16z););
         FOR_T(
-            const q8k_ptr a = q8k_at(act + (size_t)t * astride, cols);
+            const q8kv a = kb_q8k_at(act + (size_t)t * astride, cols);
             const __m256i corr = _mm256_madd_epi16(s16, ld256(a.bsum + 16 * i)); /* levels are q + 4 */
             const __m512i isum = _mm512_sub_epi32(kdot(lv, sc, a.q + 256 * i),
                                                   _mm512_zextsi256_si512(_mm256_slli_epi32(corr, 2)));
@@ -601,7 +508,7 @@ ALWAYS void row_q3_k(const int nt, int64_t cols, const uint8_t *w, const uint8_t
     }
     FOR_T(out[(size_t)t * ostride] = _mm512_reduce_add_ps(acc[t]););
 }
-DEFINE_GEMM(q3_k)
+SIMD_GEMM(gemm_q3_k, row_q3_k, 4)
 
 /* Q2_K: scales (low nibble) and mins (high nibble) at 0, planes at 16,
  * d at 80, dmin at 82 */
@@ -625,16 +532,16 @@ ALWAYS void row_q2_k(const int nt, int64_t cols, const uint8_t *w, const uint8_t
         planes2(w + 48, &lv[2], &lv[3]);
         FOR4(j, sc[j] = _mm512_permutexvar_epi16(ldidx(&sub16_idx[j]), s16z););
         FOR_T(
-            const q8k_ptr a = q8k_at(act + (size_t)t * astride, cols);
+            const q8kv a = kb_q8k_at(act + (size_t)t * astride, cols);
             const float da = a.d[i];
             acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(kdot(lv, sc, a.q + 256 * i)), _mm512_set1_ps(d * da), acc[t]);
             const __m256i mins = _mm256_madd_epi16(mn16, ld256(a.bsum + 16 * i));
             accm[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(dmin * da), accm[t]);
         );
     }
-    FOR_T(out[(size_t)t * ostride] = _mm512_reduce_add_ps(acc[t]) - hsum256(accm[t]););
+    FOR_T(out[(size_t)t * ostride] = _mm512_reduce_add_ps(acc[t]) - hsum_ps(accm[t]););
 }
-DEFINE_GEMM(q2_k)
+SIMD_GEMM(gemm_q2_k, row_q2_k, 4)
 
 /* Q8_K weights: float d at 0, int8 levels at 4 (+128 for VPDPBUSD; the
  * 128 * sum comes off through the activations' sums) */
@@ -645,12 +552,11 @@ ALWAYS void row_q8_k(const int nt, int64_t cols, const uint8_t *w, const uint8_t
     __m512 acc[4];
     FOR_T(acc[t] = _mm512_setzero_ps(););
     for (int64_t i = 0; i < nk; i++, w += 292) {
-        float d;
-        memcpy(&d, w, sizeof d);
+        const float d = simd_f32(w);
         __m512i lv[4];
         FOR4(j, lv[j] = _mm512_xor_si512(ld512(w + 4 + 64 * j), x80););
         FOR_T(
-            const q8k_ptr a = q8k_at(act + (size_t)t * astride, cols);
+            const q8kv a = kb_q8k_at(act + (size_t)t * astride, cols);
             const int8_t *q = a.q + 256 * i;
             __m512i s = _mm512_sub_epi32(_mm512_setzero_si512(),
                                          _mm512_slli_epi32(_mm512_cvtepi16_epi32(ld256(a.bsum + 16 * i)), 7));
@@ -660,33 +566,14 @@ ALWAYS void row_q8_k(const int nt, int64_t cols, const uint8_t *w, const uint8_t
     }
     FOR_T(out[(size_t)t * ostride] = _mm512_reduce_add_ps(acc[t]););
 }
-DEFINE_GEMM(q8_k)
+SIMD_GEMM(gemm_q8_k, row_q8_k, 4)
 
 /* ---------------------------------------------------------------------------
  * The table
  * ------------------------------------------------------------------------- */
 
-static const smoe_kernels table = {
-    .name = "avx512",
-    .act = {[SMOE_ACT_Q8] = {q8x_bytes, q8x_quantize}, [SMOE_ACT_Q8K] = {smoe_act_q8k_bytes, q8k_quantize}},
-    .w = {
-        [SMOE_TYPE_F32] = {SMOE_ACT_F32, gemm_f32},
-        [SMOE_TYPE_F16] = {SMOE_ACT_F32, gemm_f16},
-        [SMOE_TYPE_BF16] = {SMOE_ACT_F32, gemm_bf16},
-        [SMOE_TYPE_Q4_0] = {SMOE_ACT_Q8, gemm_q4_0},
-        [SMOE_TYPE_Q4_1] = {SMOE_ACT_Q8, gemm_q4_1},
-        [SMOE_TYPE_Q5_0] = {SMOE_ACT_Q8, gemm_q5_0},
-        [SMOE_TYPE_Q5_1] = {SMOE_ACT_Q8, gemm_q5_1},
-        [SMOE_TYPE_Q8_0] = {SMOE_ACT_Q8, gemm_q8_0},
-        [SMOE_TYPE_Q8_1] = {SMOE_ACT_Q8, gemm_q8_1},
-        [SMOE_TYPE_Q2_K] = {SMOE_ACT_Q8K, gemm_q2_k},
-        [SMOE_TYPE_Q3_K] = {SMOE_ACT_Q8K, gemm_q3_k},
-        [SMOE_TYPE_Q4_K] = {SMOE_ACT_Q8K, gemm_q4_k},
-        [SMOE_TYPE_Q5_K] = {SMOE_ACT_Q8K, gemm_q5_k},
-        [SMOE_TYPE_Q6_K] = {SMOE_ACT_Q8K, gemm_q6_k},
-        [SMOE_TYPE_Q8_K] = {SMOE_ACT_Q8K, gemm_q8_k},
-    },
-};
+static const smoe_kernels table = SIMD_TABLE("avx512", q8x_bytes, q8x_quantize, smoe_act_q8k_bytes, q8k_quantize,
+                                             SIMD_GEMM_NAME, SIMD_GEMM_NAME);
 
 const smoe_kernels *smoe_kernels_avx512(void) { return &table; }
 

@@ -32,13 +32,11 @@
 #include <string.h>
 #include <sys/auxv.h>
 
-#include "kblock.h"
-#include "kernels.h"
-
-#define ALWAYS static inline __attribute__((always_inline))
+#include "simd.h"
 
 /* ---------------------------------------------------------------------------
- * Loads and shared helpers
+ * Loads and helpers (the common loaders, the tile loop and the table's
+ * shape: simd.h)
  * ------------------------------------------------------------------------- */
 
 /* IEEE half at p (any alignment) to float: exact, as the scalar conversion */
@@ -46,18 +44,6 @@ ALWAYS float ldh(const uint8_t *p) {
     __fp16 h;
     memcpy(&h, p, sizeof h);
     return (float)h;
-}
-
-ALWAYS float ldf(const uint8_t *p) {
-    float f;
-    memcpy(&f, p, sizeof f);
-    return f;
-}
-
-ALWAYS uint32_t ldu32(const uint8_t *p) {
-    uint32_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
 }
 
 /* x >> n per byte for a shift that may be 0 (the immediate forms take 1-8) */
@@ -100,48 +86,6 @@ ALWAYS int32x4_t dot_base(int32x4_t acc, int8x16_t a, int8x16_t b) {
     return vpadalq_s16(acc, vmull_high_s8(a, b));
 }
 
-/* The statements once for each vector t < nt, t a constant in each copy,
- * so that per-vector arrays are indexed by constants and live in
- * registers. */
-#define FOR_T(...)                                                                                           \
-    do {                                                                                                     \
-        { const int t = 0; if (t < nt) { __VA_ARGS__ } }                                                     \
-        { const int t = 1; if (t < nt) { __VA_ARGS__ } }                                                     \
-        { const int t = 2; if (t < nt) { __VA_ARGS__ } }                                                     \
-        { const int t = 3; if (t < nt) { __VA_ARGS__ } }                                                     \
-    } while (0)
-/* the same for g = 0..3 (shift counts must be constants) */
-#define FOR4(g, ...)                                                                                         \
-    do {                                                                                                     \
-        { const int g = 0; __VA_ARGS__ }                                                                     \
-        { const int g = 1; __VA_ARGS__ }                                                                     \
-        { const int g = 2; __VA_ARGS__ }                                                                     \
-        { const int g = 3; __VA_ARGS__ }                                                                     \
-    } while (0)
-
-/* The tile loop: groups of four vectors, each row of the tile against a
- * group; 3, 2 or 1 left over at the end, each with its own constant count.
- * ROW(nt, cols, w, act, astride, out, ostride) writes out[t*ostride]. */
-#define DEFINE_GEMM(gname, row)                                                                             \
-    static void gname(int64_t cols, const uint8_t *w, size_t wstride, int64_t nr, const void *act,         \
-                      size_t astride, int64_t nt, float *out, size_t ostride) {                            \
-        const uint8_t *a = act;                                                                             \
-        int64_t t = 0;                                                                                      \
-        for (; t + 4 <= nt; t += 4)                                                                         \
-            for (int64_t r = 0; r < nr; r++)                                                                \
-                row(4, cols, w + (size_t)r * wstride, a + (size_t)t * astride, astride,                     \
-                    out + (size_t)t * ostride + (size_t)r, ostride);                                        \
-        const int64_t left = nt - t;                                                                        \
-        a += (size_t)t * astride;                                                                           \
-        out += (size_t)t * ostride;                                                                         \
-        for (int64_t r = 0; r < nr && left > 0; r++) {                                                      \
-            const uint8_t *wr = w + (size_t)r * wstride;                                                    \
-            if (left == 3) row(3, cols, wr, a, astride, out + r, ostride);                                  \
-            else if (left == 2) row(2, cols, wr, a, astride, out + r, ostride);                             \
-            else row(1, cols, wr, a, astride, out + r, ostride);                                            \
-        }                                                                                                   \
-    }
-
 /* ---------------------------------------------------------------------------
  * Float weights: F32, F16, BF16 times float32 activations.  Sixteen
  * columns a step into four registers whose lanes are the scalar path's
@@ -156,7 +100,7 @@ ALWAYS float32x4_t ld_f16w(const uint8_t *w, int64_t c) {
 ALWAYS float32x4_t ld_bf16w(const uint8_t *w, int64_t c) {
     return vreinterpretq_f32_u32(vshll_n_u16(vreinterpret_u16_u8(vld1_u8(w + 2 * c)), 16));
 }
-ALWAYS float el_f32w(const uint8_t *w, int64_t c) { return ldf(w + 4 * c); }
+ALWAYS float el_f32w(const uint8_t *w, int64_t c) { return simd_f32(w + 4 * c); }
 ALWAYS float el_f16w(const uint8_t *w, int64_t c) { return ldh(w + 2 * c); }
 ALWAYS float el_bf16w(const uint8_t *w, int64_t c) {
     const uint32_t u = (uint32_t)(w[2 * c] | w[2 * c + 1] << 8) << 16;
@@ -194,9 +138,9 @@ ALWAYS float el_bf16w(const uint8_t *w, int64_t c) {
 FLOAT_ROW(f32)
 FLOAT_ROW(f16)
 FLOAT_ROW(bf16)
-DEFINE_GEMM(gemm_f32, row_f32)
-DEFINE_GEMM(gemm_f16, row_f16)
-DEFINE_GEMM(gemm_bf16, row_bf16)
+SIMD_GEMM(gemm_f32, row_f32, 4)
+SIMD_GEMM(gemm_f16, row_f16, 4)
+SIMD_GEMM(gemm_bf16, row_bf16, 4)
 
 /* ---------------------------------------------------------------------------
  * The quantized kernels, twice
@@ -222,32 +166,14 @@ DEFINE_GEMM(gemm_bf16, row_bf16)
  * The tables and the choice between them
  * ------------------------------------------------------------------------- */
 
-#define NEON_TABLE(var, sfx)                                                                                 \
-    static const smoe_kernels var = {                                                                        \
-        .name = "neon",                                                                                      \
-        .act = {[SMOE_ACT_Q8] = {smoe_act_q8_bytes, smoe_act_q8_quantize},                                   \
-                [SMOE_ACT_Q8K] = {smoe_act_q8k_bytes, smoe_act_q8k_quantize}},                               \
-        .w = {                                                                                               \
-            [SMOE_TYPE_F32] = {SMOE_ACT_F32, gemm_f32},                                                      \
-            [SMOE_TYPE_F16] = {SMOE_ACT_F32, gemm_f16},                                                      \
-            [SMOE_TYPE_BF16] = {SMOE_ACT_F32, gemm_bf16},                                                    \
-            [SMOE_TYPE_Q4_0] = {SMOE_ACT_Q8, gemm_q4_0_##sfx},                                               \
-            [SMOE_TYPE_Q4_1] = {SMOE_ACT_Q8, gemm_q4_1_##sfx},                                               \
-            [SMOE_TYPE_Q5_0] = {SMOE_ACT_Q8, gemm_q5_0_##sfx},                                               \
-            [SMOE_TYPE_Q5_1] = {SMOE_ACT_Q8, gemm_q5_1_##sfx},                                               \
-            [SMOE_TYPE_Q8_0] = {SMOE_ACT_Q8, gemm_q8_0_##sfx},                                               \
-            [SMOE_TYPE_Q8_1] = {SMOE_ACT_Q8, gemm_q8_1_##sfx},                                               \
-            [SMOE_TYPE_Q2_K] = {SMOE_ACT_Q8K, gemm_q2_k_##sfx},                                              \
-            [SMOE_TYPE_Q3_K] = {SMOE_ACT_Q8K, gemm_q3_k_##sfx},                                              \
-            [SMOE_TYPE_Q4_K] = {SMOE_ACT_Q8K, gemm_q4_k_##sfx},                                              \
-            [SMOE_TYPE_Q5_K] = {SMOE_ACT_Q8K, gemm_q5_k_##sfx},                                              \
-            [SMOE_TYPE_Q6_K] = {SMOE_ACT_Q8K, gemm_q6_k_##sfx},                                              \
-            [SMOE_TYPE_Q8_K] = {SMOE_ACT_Q8K, gemm_q8_k_##sfx},                                              \
-        },                                                                                                   \
-    };
-
-NEON_TABLE(neon_base, base)
-NEON_TABLE(neon_sdot, sdot)
+#define NEON_GEMM_BASE(type) gemm_##type##_base
+#define NEON_GEMM_SDOT(type) gemm_##type##_sdot
+static const smoe_kernels neon_base =
+    SIMD_TABLE("neon", smoe_act_q8_bytes, smoe_act_q8_quantize, smoe_act_q8k_bytes, smoe_act_q8k_quantize,
+               SIMD_GEMM_NAME, NEON_GEMM_BASE);
+static const smoe_kernels neon_sdot =
+    SIMD_TABLE("neon", smoe_act_q8_bytes, smoe_act_q8_quantize, smoe_act_q8k_bytes, smoe_act_q8k_quantize,
+               SIMD_GEMM_NAME, NEON_GEMM_SDOT);
 
 /* Advanced SIMD is part of every ARMv8-A Linux system, but the kernel
  * says so (HWCAP_ASIMD); SDOT is optional (ARMv8.2, HWCAP_ASIMDDP). */
@@ -288,7 +214,7 @@ const smoe_kernels *smoe_kernels_neon(void) {
         }                                                                                                    \
         FOR_T(out[(size_t)t * ostride] = sum[t];);                                                           \
     }                                                                                                        \
-    DEFINE_GEMM(V(gemm_##name), V(row_##name))
+    SIMD_GEMM(V(gemm_##name), V(row_##name), 4)
 
 /* levels of a Q4 block's 16 nibble bytes: low nibbles are elements 0-15 */
 #define NIBBLES(qs, off)                                                                                     \
@@ -298,7 +224,7 @@ const smoe_kernels *smoe_kernels_neon(void) {
 /* levels of a Q5 block: nibbles plus the fifth bits from qh */
 #define FIVE_BITS(qhp, qs, off)                                                                              \
     const uint8x16_t nib = vld1q_u8(qs);                                                                     \
-    const uint32_t qh = ldu32(qhp);                                                                          \
+    const uint32_t qh = simd_u32(qhp);                                                                          \
     const uint8x16_t lo = vorrq_u8(vandq_u8(nib, vdupq_n_u8(15)), bit4_of(qh));                              \
     const uint8x16_t hi = vorrq_u8(vshrq_n_u8(nib, 4), bit4_of(qh >> 16));                                   \
     const int8x16_t w0 = vsubq_s8(vreinterpretq_s8_u8(lo), vdupq_n_s8(off));                                 \
@@ -340,7 +266,7 @@ Q8_ROW(q8_1, 36, const float dw = ldh(w); const int8x16_t w0 = vld1q_s8((const i
         }                                                                                                    \
         FOR_T(out[(size_t)t * ostride] = sum[t];);                                                           \
     }                                                                                                        \
-    DEFINE_GEMM(V(gemm_##name), V(row_##name))
+    SIMD_GEMM(V(gemm_##name), V(row_##name), 4)
 
 /* acc[t] += sc * (16 levels v . 16 activations at offset k of the block) */
 #define K_SUB16(v, k, sc) FOR_T(acc[t] = vmlaq_n_s32(acc[t], DOT(vdupq_n_s32(0), v, vld1q_s8(q[t] + 256 * b + (k))), sc);)
@@ -450,7 +376,7 @@ for (int j = 0; j < 256; j += 32) {
     FOR_T(const int8_t *qa = q[t] + 256 * b + j;
           acc[t] = DOT(DOT(acc[t], v0, vld1q_s8(qa)), v1, vld1q_s8(qa + 16)););
 }
-FOR_T(const int32_t isum = vaddvq_s32(acc[t]); sum[t] += ldf(w) * d[t][b] * (float)isum;);
+FOR_T(const int32_t isum = vaddvq_s32(acc[t]); sum[t] += simd_f32(w) * d[t][b] * (float)isum;);
 K_ROW_END(q8_k)
 
 #undef Q8_ROW

@@ -1,114 +1,17 @@
-/* kernels.c - the portable scalar kernels (the reference every SIMD path is
- * tested against), the activation quantizers in the scalar layout, and the
- * choice of kernel table from the CPU's features.  Layouts: kernels.h. */
-#include "kernels.h"
-
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
+/* kernels_scalar.c - the portable kernels: the integer block dot products
+ * one element at a time (the reference every SIMD path is tested against,
+ * bit for bit), the float dot products, and the "scalar" and "reference"
+ * tables.  Layouts: kernels.h. */
 #include <string.h>
-#if defined(__x86_64__)
-#include <cpuid.h>
-#endif
 
 #include "kblock.h"
-
-/* ---------------------------------------------------------------------------
- * Activation quantizers (the scalar layout)
- * ------------------------------------------------------------------------- */
-
-static size_t round64(size_t n) { return (n + 63) & ~(size_t)63; }
-
-size_t smoe_act_q8_bytes(int64_t cols) { return round64((size_t)cols + (size_t)(cols / 32) * 8); }
-
-size_t smoe_act_q8k_bytes(int64_t cols) {
-    return round64((size_t)cols + (size_t)(cols / 256) * 4 + (size_t)(cols / 16) * 2);
-}
-
-/* The level of v = x * (127 / max|x|): nearest, ties to even (as SIMD
- * conversions round), clamped first so that NaN and overflow stay defined. */
-static inline int8_t q8_level(float v) {
-    v = v > -127.0f ? v : -127.0f;
-    v = v < 127.0f ? v : 127.0f;
-    return (int8_t)lrintf(v);
-}
-
-static float absmax(const float *x, int n) {
-    float m = 0;
-    for (int i = 0; i < n; i++) m = fabsf(x[i]) > m ? fabsf(x[i]) : m;
-    return m;
-}
-
-void smoe_act_q8_quantize(const float *x, void *dst, int64_t cols) {
-    const int64_t nb = cols / 32;
-    int8_t *q = dst;
-    float *d = (float *)(void *)(q + cols);
-    int32_t *sum = (int32_t *)(void *)(d + nb);
-    for (int64_t b = 0; b < nb; b++, x += 32, q += 32) {
-        const float amax = absmax(x, 32);
-        const float id = amax > 0 ? 127.0f / amax : 0.0f;
-        int32_t s = 0;
-        for (int j = 0; j < 32; j++) {
-            q[j] = q8_level(x[j] * id);
-            s += q[j];
-        }
-        d[b] = amax / 127.0f;
-        sum[b] = s;
-    }
-}
-
-void smoe_act_q8k_quantize(const float *x, void *dst, int64_t cols) {
-    const int64_t nk = cols / 256;
-    int8_t *q = dst;
-    float *d = (float *)(void *)(q + cols);
-    int16_t *bsum = (int16_t *)(void *)(d + nk);
-    for (int64_t b = 0; b < nk; b++, x += 256, q += 256) {
-        const float amax = absmax(x, 256);
-        const float id = amax > 0 ? 127.0f / amax : 0.0f;
-        for (int g = 0; g < 16; g++) {
-            int s = 0;
-            for (int j = 0; j < 16; j++) {
-                q[16 * g + j] = q8_level(x[16 * g + j] * id);
-                s += q[16 * g + j];
-            }
-            bsum[16 * b + g] = (int16_t)s;
-        }
-        d[b] = amax / 127.0f;
-    }
-}
+#include "kernels.h"
+#include "simd.h"
 
 /* ---------------------------------------------------------------------------
  * Dot products: one weight row times one quantized vector.  Each block's
  * integer sum is exact; the float sum runs over blocks in order.
  * ------------------------------------------------------------------------- */
-
-typedef struct q8v {
-    const int8_t *q;
-    const float *d;
-    const int32_t *sum;
-} q8v;
-
-static q8v q8_view(const void *act, int64_t cols) {
-    q8v v;
-    v.q = act;
-    v.d = (const float *)(const void *)(v.q + cols);
-    v.sum = (const int32_t *)(const void *)(v.d + cols / 32);
-    return v;
-}
-
-typedef struct q8kv {
-    const int8_t *q;
-    const float *d;
-    const int16_t *bsum;
-} q8kv;
-
-static q8kv q8k_view(const void *act, int64_t cols) {
-    q8kv v;
-    v.q = act;
-    v.d = (const float *)(const void *)(v.q + cols);
-    v.bsum = (const int16_t *)(const void *)(v.d + cols / 256);
-    return v;
-}
 
 /* 4-bit levels of a Q4_0/Q4_1 block (16 bytes) times 32 activations */
 static int32_t dot_nibbles(const uint8_t *qs, const int8_t *a) {
@@ -135,7 +38,7 @@ static int32_t dot_i8(const int8_t *w, const int8_t *a, int n) {
 }
 
 float smoe_vec_dot_q4_0_q8(int64_t cols, const uint8_t *w, const void *act) {
-    const q8v a = q8_view(act, cols);
+    const q8v a = kb_q8_at(act, cols);
     float sum = 0;
     for (int64_t b = 0; b < cols / 32; b++, w += 18) {
         const int32_t i = dot_nibbles(w + 2, a.q + 32 * b) - 8 * a.sum[b];
@@ -145,7 +48,7 @@ float smoe_vec_dot_q4_0_q8(int64_t cols, const uint8_t *w, const void *act) {
 }
 
 float smoe_vec_dot_q4_1_q8(int64_t cols, const uint8_t *w, const void *act) {
-    const q8v a = q8_view(act, cols);
+    const q8v a = kb_q8_at(act, cols);
     float sum = 0;
     for (int64_t b = 0; b < cols / 32; b++, w += 20) {
         const int32_t i = dot_nibbles(w + 4, a.q + 32 * b);
@@ -155,7 +58,7 @@ float smoe_vec_dot_q4_1_q8(int64_t cols, const uint8_t *w, const void *act) {
 }
 
 float smoe_vec_dot_q5_0_q8(int64_t cols, const uint8_t *w, const void *act) {
-    const q8v a = q8_view(act, cols);
+    const q8v a = kb_q8_at(act, cols);
     float sum = 0;
     for (int64_t b = 0; b < cols / 32; b++, w += 22) {
         const int32_t i = dot_q5(w + 2, w + 6, a.q + 32 * b) - 16 * a.sum[b];
@@ -165,7 +68,7 @@ float smoe_vec_dot_q5_0_q8(int64_t cols, const uint8_t *w, const void *act) {
 }
 
 float smoe_vec_dot_q5_1_q8(int64_t cols, const uint8_t *w, const void *act) {
-    const q8v a = q8_view(act, cols);
+    const q8v a = kb_q8_at(act, cols);
     float sum = 0;
     for (int64_t b = 0; b < cols / 32; b++, w += 24) {
         const int32_t i = dot_q5(w + 4, w + 8, a.q + 32 * b);
@@ -175,7 +78,7 @@ float smoe_vec_dot_q5_1_q8(int64_t cols, const uint8_t *w, const void *act) {
 }
 
 float smoe_vec_dot_q8_0_q8(int64_t cols, const uint8_t *w, const void *act) {
-    const q8v a = q8_view(act, cols);
+    const q8v a = kb_q8_at(act, cols);
     float sum = 0;
     for (int64_t b = 0; b < cols / 32; b++, w += 34)
         sum += kb_f16(w) * a.d[b] * (float)dot_i8((const int8_t *)(w + 2), a.q + 32 * b, 32);
@@ -183,7 +86,7 @@ float smoe_vec_dot_q8_0_q8(int64_t cols, const uint8_t *w, const void *act) {
 }
 
 float smoe_vec_dot_q8_1_q8(int64_t cols, const uint8_t *w, const void *act) {
-    const q8v a = q8_view(act, cols);
+    const q8v a = kb_q8_at(act, cols);
     float sum = 0;
     for (int64_t b = 0; b < cols / 32; b++, w += 36)
         sum += kb_f16(w) * a.d[b] * (float)dot_i8((const int8_t *)(w + 4), a.q + 32 * b, 32);
@@ -195,7 +98,7 @@ float smoe_vec_dot_q8_1_q8(int64_t cols, const uint8_t *w, const void *act) {
 static inline int plane2(const uint8_t *qs, int k) { return (qs[32 * (k >> 7) + (k & 31)] >> (2 * ((k >> 5) & 3))) & 3; }
 
 float smoe_vec_dot_q2_k_q8k(int64_t cols, const uint8_t *w, const void *act) {
-    const q8kv a = q8k_view(act, cols);
+    const q8kv a = kb_q8k_at(act, cols);
     float sum = 0;
     for (int64_t b = 0; b < cols / 256; b++, w += 84) {
         const int8_t *q = a.q + 256 * b;
@@ -212,7 +115,7 @@ float smoe_vec_dot_q2_k_q8k(int64_t cols, const uint8_t *w, const void *act) {
 }
 
 float smoe_vec_dot_q3_k_q8k(int64_t cols, const uint8_t *w, const void *act) {
-    const q8kv a = q8k_view(act, cols);
+    const q8kv a = kb_q8k_at(act, cols);
     float sum = 0;
     for (int64_t b = 0; b < cols / 256; b++, w += 110) {
         const int8_t *q = a.q + 256 * b;
@@ -234,7 +137,7 @@ float smoe_vec_dot_q3_k_q8k(int64_t cols, const uint8_t *w, const void *act) {
 }
 
 float smoe_vec_dot_q4_k_q8k(int64_t cols, const uint8_t *w, const void *act) {
-    const q8kv a = q8k_view(act, cols);
+    const q8kv a = kb_q8k_at(act, cols);
     float sum = 0;
     for (int64_t b = 0; b < cols / 256; b++, w += 144) {
         const int8_t *q = a.q + 256 * b;
@@ -255,7 +158,7 @@ float smoe_vec_dot_q4_k_q8k(int64_t cols, const uint8_t *w, const void *act) {
 }
 
 float smoe_vec_dot_q5_k_q8k(int64_t cols, const uint8_t *w, const void *act) {
-    const q8kv a = q8k_view(act, cols);
+    const q8kv a = kb_q8k_at(act, cols);
     float sum = 0;
     for (int64_t b = 0; b < cols / 256; b++, w += 176) {
         const int8_t *q = a.q + 256 * b;
@@ -277,7 +180,7 @@ float smoe_vec_dot_q5_k_q8k(int64_t cols, const uint8_t *w, const void *act) {
 }
 
 float smoe_vec_dot_q6_k_q8k(int64_t cols, const uint8_t *w, const void *act) {
-    const q8kv a = q8k_view(act, cols);
+    const q8kv a = kb_q8k_at(act, cols);
     float sum = 0;
     for (int64_t b = 0; b < cols / 256; b++, w += 210) {
         const int8_t *q = a.q + 256 * b;
@@ -298,7 +201,7 @@ float smoe_vec_dot_q6_k_q8k(int64_t cols, const uint8_t *w, const void *act) {
 }
 
 float smoe_vec_dot_q8_k_q8k(int64_t cols, const uint8_t *w, const void *act) {
-    const q8kv a = q8k_view(act, cols);
+    const q8kv a = kb_q8k_at(act, cols);
     float sum = 0;
     for (int64_t b = 0; b < cols / 256; b++, w += 292)
         sum += kb_f32(w) * a.d[b] * (float)dot_i8((const int8_t *)(w + 4), a.q + 256 * b, 256);
@@ -358,28 +261,9 @@ SCALAR_GEMM(q5_k, smoe_vec_dot_q5_k_q8k)
 SCALAR_GEMM(q6_k, smoe_vec_dot_q6_k_q8k)
 SCALAR_GEMM(q8_k, smoe_vec_dot_q8_k_q8k)
 
-static const smoe_kernels scalar_table = {
-    .name = "scalar",
-    .act = {[SMOE_ACT_Q8] = {smoe_act_q8_bytes, smoe_act_q8_quantize},
-            [SMOE_ACT_Q8K] = {smoe_act_q8k_bytes, smoe_act_q8k_quantize}},
-    .w = {
-        [SMOE_TYPE_F32] = {SMOE_ACT_F32, gemm_f32},
-        [SMOE_TYPE_F16] = {SMOE_ACT_F32, gemm_f16},
-        [SMOE_TYPE_BF16] = {SMOE_ACT_F32, gemm_bf16},
-        [SMOE_TYPE_Q4_0] = {SMOE_ACT_Q8, gemm_q4_0},
-        [SMOE_TYPE_Q4_1] = {SMOE_ACT_Q8, gemm_q4_1},
-        [SMOE_TYPE_Q5_0] = {SMOE_ACT_Q8, gemm_q5_0},
-        [SMOE_TYPE_Q5_1] = {SMOE_ACT_Q8, gemm_q5_1},
-        [SMOE_TYPE_Q8_0] = {SMOE_ACT_Q8, gemm_q8_0},
-        [SMOE_TYPE_Q8_1] = {SMOE_ACT_Q8, gemm_q8_1},
-        [SMOE_TYPE_Q2_K] = {SMOE_ACT_Q8K, gemm_q2_k},
-        [SMOE_TYPE_Q3_K] = {SMOE_ACT_Q8K, gemm_q3_k},
-        [SMOE_TYPE_Q4_K] = {SMOE_ACT_Q8K, gemm_q4_k},
-        [SMOE_TYPE_Q5_K] = {SMOE_ACT_Q8K, gemm_q5_k},
-        [SMOE_TYPE_Q6_K] = {SMOE_ACT_Q8K, gemm_q6_k},
-        [SMOE_TYPE_Q8_K] = {SMOE_ACT_Q8K, gemm_q8_k},
-    },
-};
+static const smoe_kernels scalar_table = SIMD_TABLE("scalar", smoe_act_q8_bytes, smoe_act_q8_quantize,
+                                                    smoe_act_q8k_bytes, smoe_act_q8k_quantize, SIMD_GEMM_NAME,
+                                                    SIMD_GEMM_NAME);
 
 /* Every gemm NULL: the matmul dequantizes rows to float32. */
 static const smoe_kernels reference_table = {.name = "reference"};
@@ -387,88 +271,3 @@ static const smoe_kernels reference_table = {.name = "reference"};
 const smoe_kernels *smoe_kernels_reference(void) { return &reference_table; }
 const smoe_kernels *smoe_kernels_scalar(void) { return &scalar_table; }
 
-/* ---------------------------------------------------------------------------
- * Choice by CPU features
- * ------------------------------------------------------------------------- */
-
-const char *const smoe_kernel_names[] = {"reference", "scalar",
-#if defined(__x86_64__)
-                                         "avx2", "avx512",
-#elif defined(__aarch64__)
-                                         "neon",
-#endif
-                                         NULL};
-
-#if defined(__x86_64__)
-/* F16C from CPUID leaf 1 (ECX bit 29): clang 14's __builtin_cpu_supports
- * does not know "f16c", and the fuzz build uses clang. */
-static int has_f16c(void) {
-    unsigned a, b, c, d;
-    return __get_cpuid(1, &a, &b, &c, &d) && (c >> 29 & 1u);
-}
-
-static int has_avx2(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
-}
-
-static int has_avx512(void) {
-    return has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-           __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bf16");
-}
-#endif
-
-const smoe_kernels *smoe_kernels_best(void) {
-#if defined(__x86_64__)
-    if (has_avx512()) return smoe_kernels_avx512();
-    if (has_avx2()) return smoe_kernels_avx2();
-#elif defined(__aarch64__)
-    const smoe_kernels *k = smoe_kernels_neon();
-    if (k) return k;
-#endif
-    return &scalar_table;
-}
-
-const smoe_kernels *smoe_kernels_by_name(const char *name, char *err) {
-    if (!strcmp(name, "best")) return smoe_kernels_best();
-    if (!strcmp(name, "reference")) return &reference_table;
-    if (!strcmp(name, "scalar")) return &scalar_table;
-#if defined(__x86_64__)
-    if (!strcmp(name, "avx2")) {
-        if (has_avx2()) return smoe_kernels_avx2();
-        smoe_errf(err, "kernels 'avx2': this CPU lacks AVX2, FMA or F16C");
-        return NULL;
-    }
-    if (!strcmp(name, "avx512")) {
-        if (has_avx512()) return smoe_kernels_avx512();
-        smoe_errf(err, "kernels 'avx512': this CPU lacks one of AVX-512 F, BW, VL, DQ, VNNI, BF16");
-        return NULL;
-    }
-#elif defined(__aarch64__)
-    if (!strcmp(name, "neon")) {
-        const smoe_kernels *k = smoe_kernels_neon();
-        if (!k) smoe_errf(err, "kernels 'neon': not available on this CPU");
-        return k;
-    }
-#endif
-    char list[128] = "";
-    for (int i = 0; smoe_kernel_names[i]; i++) {
-        strcat(list, i ? ", " : "");
-        strcat(list, smoe_kernel_names[i]);
-    }
-    smoe_errf(err, "unknown kernels '%s' (this build has: best, %s)", name, list);
-    return NULL;
-}
-
-const smoe_kernels *smoe_kernels_select(char *err) {
-    const char *name = getenv("SMOE_KERNELS");
-    if (!name || !*name) return smoe_kernels_best();
-    const smoe_kernels *k = smoe_kernels_by_name(name, err);
-    if (!k && err) {
-        char why[SMOE_ERR_SIZE];
-        snprintf(why, sizeof why, "%s", err);
-        smoe_errf(err, "SMOE_KERNELS: %s", why);
-    }
-    return k;
-}
