@@ -80,6 +80,8 @@ def symbol_graph(root, build):
                 continue
             obj = os.path.join(d, f)
             m = os.path.splitext(os.path.relpath(obj, os.path.join(build, "src")))[0]
+            if not os.path.exists(os.path.join(root, "src", m + ".c")):
+                continue  # left behind by a source that is gone
             out = subprocess.run(["nm", obj], capture_output=True, text=True, check=True).stdout
             needed[m] = set()
             for line in out.splitlines():
