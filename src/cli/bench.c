@@ -35,8 +35,8 @@
 #include "../common.h"
 #include "../kernels/types.h"
 #include "../model/model.h"
-#include "cli.h"
 #include "gen_common.h"
+#include "util.h"
 
 static const char help[] =
     "usage: smoe bench -m MODEL.gguf [options]\n"

@@ -18,7 +18,7 @@
 #include "../chat/chat.h"
 #include "../common.h"
 #include "../model/synth.h"
-#include "cli.h"
+#include "util.h"
 
 const char cli_gen_help[] =
     "  -m, --model FILE        GGUF model (default: the built-in synthetic model)\n"

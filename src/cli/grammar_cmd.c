@@ -11,9 +11,9 @@
 #include <time.h>
 
 #include "../common.h"
-#include "cli.h"
 #include "gen_common.h"
 #include "grammar_cli.h"
+#include "util.h"
 
 const char cli_grammar_help[] =
     "  --json-schema FILE      constrain the output to JSON valid against the schema in FILE\n"

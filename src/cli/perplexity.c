@@ -31,7 +31,7 @@
 #include "../common.h"
 #include "../model/model.h"
 #include "../tokenizer/tokenizer.h"
-#include "cli.h"
+#include "util.h"
 
 static const char help[] =
     "usage: smoe perplexity -m MODEL.gguf -f TEXT.txt [options]\n"

@@ -16,8 +16,8 @@
 
 #include "../common.h"
 #include "../server/server.h"
-#include "cli.h"
 #include "gen_common.h"
+#include "util.h"
 
 static const char help[] =
     "usage: smoe serve [-m MODEL.gguf] [options]\n"

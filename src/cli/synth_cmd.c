@@ -6,7 +6,7 @@
 #include "../common.h"
 #include "../kernels/types.h"
 #include "../model/synth.h"
-#include "cli.h"
+#include "util.h"
 
 static const char help[] =
     "usage: smoe synth [--preset tiny|small|bench] -o OUT.gguf [options]\n"

@@ -15,7 +15,7 @@
 #include "../format/gguf.h"
 #include "../model/vocab.h"
 #include "../tokenizer/tokenizer.h"
-#include "cli.h"
+#include "util.h"
 
 static const char help[] =
     "usage: smoe tokenize -m FILE [options] (TEXT | - | --file PATH | --chat REQUEST.json)\n"
