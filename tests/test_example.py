@@ -10,7 +10,7 @@ import tempfile
 import unittest
 
 import gguf_tool
-from smoe_testlib import ROOT, SMOE, Workdir, synth
+from smoe_testlib import ROOT, SHARED, SMOE, Workdir, synth
 
 BUILD = os.environ.get("SMOE_BUILD", "build")
 EXAMPLE = os.path.join(ROOT, BUILD, "examples", "generate")
@@ -82,6 +82,29 @@ class ExampleTest(unittest.TestCase):
                     self.assertEqual(m.groups()[:2], r.groups(), ours.stderr + ref.stderr)
                     n = int(next(flags[i + 1] for i, f in enumerate(flags) if f == "-n"))
                     self.assertEqual(m.group(3), b"length" if int(m.group(2)) == n else b"stop")
+
+    def test_real_vocabularies(self):
+        # Mistral's v3 vocabulary (control [INST]: chat format v3) and a llama
+        # SentencePiece one (v1): tokenizing and the chat format detected from
+        # the model are the library's, as they are smoe run's
+        spm = os.path.join(SHARED, "tokenizers", "mistral-v3.model")
+        gg = os.path.join(SHARED, "vocab", "llama-spm.gguf")
+        if not (os.path.exists(spm) and os.path.exists(gg)):
+            self.skipTest("../shared tokenizer files are absent")
+        for name, vocab in [("v3", spm), ("llama", gg)]:
+            model = synth(self.dir.file(f"{name}.gguf"), "--preset", "tiny", "--vocab", vocab, "--dim", "64",
+                          "--heads", "2", "--kv-heads", "1")
+            for flags in [["-n", "16", "--temp", "0"], ["--chat", "-n", "16", "--seed", "5"],
+                          ["--system", "Be kind.", "-n", "16", "--temp", "0"]]:
+                with self.subTest(vocab=name, flags=flags):
+                    args = ["-m", model, "-p", "What is [INST] 2 + 2?", *flags]
+                    ours = self.run_prog([EXAMPLE, *args])
+                    self.assertEqual(ours.returncode, 0, ours.stderr)
+                    ref = self.run_prog([SMOE, "run", *args])
+                    self.assertEqual(ours.stdout, ref.stdout)
+                    m = re.search(rb"(\d+) prompt tokens", ours.stderr)
+                    r = re.search(rb"prompt (\d+) tokens", ref.stderr)
+                    self.assertEqual(m.group(1), r.group(1))
 
     def test_stop_string(self):
         full = self.example("-p", "q", "-n", "40", "--temp", "0").stdout.decode().rstrip("\n")
