@@ -76,7 +76,8 @@ int32_t smoe_tokenizer_encode(const smoe_tokenizer *t, const char *text, size_t 
  * gives them), so the space SentencePiece put in front of the first word is
  * dropped; false for a continuation such as generated tokens, whose leading
  * space is real.  Like snprintf: writes at most cap-1 bytes and a NUL to buf
- * (when cap > 0) and returns the length of the whole text. */
+ * (when cap > 0) and returns the length of the whole text (0 and an empty
+ * buf when out of memory). */
 size_t smoe_tokenizer_decode(const smoe_tokenizer *t, const int32_t *ids, int32_t n, bool text_start,
                              char *buf, size_t cap);
 
