@@ -43,7 +43,8 @@ int32_t smoe_tokenizer_encode(const smoe_tokenizer *t, const char *text, size_t 
     const smoe_vocab *v = smoe_tokenizer_vocab(t);
     smoe_tokens l = {0};
     /* the same two steps as `smoe run` without --chat */
-    if (add_bos && v->add_bos && v->bos_id >= 0 && smoe_tokens_push(&l, v->bos_id)) return smoe_errf(err, "out of memory");
+    if (add_bos && v->add_bos && v->bos_id >= 0 && smoe_tokens_push(&l, v->bos_id))
+        return smoe_errf(err, "out of memory");
     if (len && smoe_tokenize(t, text, len, v->add_space_prefix, &l, err)) { smoe_tokens_free(&l); return -1; }
     int32_t n = give_tokens(&l, out, cap);
     smoe_tokens_free(&l);
@@ -162,12 +163,16 @@ const char *smoe_finish_name(smoe_finish_reason r) {
  * apart, so that smoe_gen.h needs no internal header).  The sampler's
  * ranges are checked by the session, before it touches the cache. */
 static int to_params(const smoe_gen_settings *set, smoe_gen_params *p, smoe_logit_bias **bias, char *err) {
-    if (set->max_tokens < -1) return smoe_errf(err, "max_tokens is %d; it must be -1 (no limit) or more", (int)set->max_tokens);
-    if (set->n_stop < 0 || (set->n_stop && !set->stop)) return smoe_errf(err, "stop: n_stop is %d with stop %s", set->n_stop, set->stop ? "set" : "NULL");
+    if (set->max_tokens < -1)
+        return smoe_errf(err, "max_tokens is %d; it must be -1 (no limit) or more", (int)set->max_tokens);
+    if (set->n_stop < 0 || (set->n_stop && !set->stop))
+        return smoe_errf(err, "stop: n_stop is %d with stop %s", set->n_stop, set->stop ? "set" : "NULL");
     for (int i = 0; i < set->n_stop; i++)
-        if (!set->stop[i] || !*set->stop[i]) return smoe_errf(err, "stop[%d] is %s", i, set->stop[i] ? "empty" : "NULL");
+        if (!set->stop[i] || !*set->stop[i])
+            return smoe_errf(err, "stop[%d] is %s", i, set->stop[i] ? "empty" : "NULL");
     if (set->n_stop_tokens < 0 || (set->n_stop_tokens && !set->stop_tokens))
-        return smoe_errf(err, "stop_tokens: n_stop_tokens is %d with stop_tokens %s", set->n_stop_tokens, set->stop_tokens ? "set" : "NULL");
+        return smoe_errf(err, "stop_tokens: n_stop_tokens is %d with stop_tokens %s", set->n_stop_tokens,
+                         set->stop_tokens ? "set" : "NULL");
     if (set->n_bias < 0 || (set->n_bias && !set->bias))
         return smoe_errf(err, "bias: n_bias is %d with bias %s", set->n_bias, set->bias ? "set" : "NULL");
     *p = (smoe_gen_params){
@@ -196,7 +201,8 @@ static int no_text(void *user, const char *text, size_t len) {
 
 int smoe_generate(smoe_session *s, const int32_t *prompt, int32_t n_prompt, const smoe_gen_settings *set,
                   smoe_text_fn fn, void *user, smoe_gen_stats *stats, char *err) {
-    if (n_prompt < 0 || (n_prompt && !prompt)) return smoe_errf(err, "prompt: n_prompt is %d with prompt %s", (int)n_prompt, prompt ? "set" : "NULL");
+    if (n_prompt < 0 || (n_prompt && !prompt))
+        return smoe_errf(err, "prompt: n_prompt is %d with prompt %s", (int)n_prompt, prompt ? "set" : "NULL");
     smoe_gen_params p;
     smoe_logit_bias *bias = NULL;
     if (to_params(set, &p, &bias, err)) { free(bias); return -1; }
