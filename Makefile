@@ -24,18 +24,21 @@ endif
 ALL_CFLAGS = $(CSTD) $(WARN) $(CFLAGS) $(VECT) -fopenmp -Iinclude -Isrc -MMD -MP
 LIBS       = -fopenmp -ljansson -lm
 
-LIB_SRC  = $(wildcard src/*.c src/base/*.c src/format/*.c src/kernels/*.c src/model/*.c src/tokenizer/*.c src/chat/*.c src/engine/*.c src/grammar/*.c)
+LIB_SRC  = $(wildcard src/*.c src/base/*.c src/format/*.c src/kernels/*.c src/model/*.c src/tokenizer/*.c src/chat/*.c src/engine/*.c src/grammar/*.c src/api/*.c)
 CLI_SRC  = $(wildcard src/cli/*.c)
 # the HTTP server (`smoe serve`): linked into the smoe binary only
 SERVER_SRC  = $(wildcard src/server/*.c)
 SERVER_LIBS = -lmicrohttpd -lpthread
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
+# programs that embed smoe (examples/): built against the public headers only
+EXAMPLE_SRC = $(wildcard examples/*.c)
 
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ  = $(CLI_SRC:%.c=$(BUILD)/%.o) $(SERVER_SRC:%.c=$(BUILD)/%.o)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/%)
+EXAMPLE_BIN = $(EXAMPLE_SRC:%.c=$(BUILD)/%)
 
-all: $(BUILD)/smoe $(UNIT_BIN)
+all: $(BUILD)/smoe $(UNIT_BIN) $(EXAMPLE_BIN)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -63,6 +66,11 @@ $(BUILD)/smoe: $(CLI_OBJ) $(BUILD)/libsmoe.a
 
 $(BUILD)/test_%: $(BUILD)/tests/unit/test_%.o $(BUILD)/libsmoe.a
 	$(CC) $(LDFLAGS) $^ -o $@ $(LIBS) -lcmocka
+
+# -Iinclude and not -Isrc: an example sees what an embedding program sees
+$(BUILD)/examples/%: examples/%.c $(wildcard include/*.h) $(BUILD)/libsmoe.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) $(CFLAGS) -Iinclude $< -o $@ $(LDFLAGS) $(BUILD)/libsmoe.a $(LIBS)
 
 test: all
 	$(MAKE) SAN=1 all

@@ -36,8 +36,9 @@
 #include "../common.h"
 #include "../kernels/types.h"
 #include "../model/model.h"
-#include "cli.h"
 #include "gen_common.h"
+#include "cli.h"
+#include "util.h"
 
 static const char help[] =
     "usage: smoe bench -m MODEL.gguf [options]\n"

@@ -18,8 +18,9 @@
 
 #include "../chat/chat.h"
 #include "../common.h"
-#include "cli.h"
 #include "gen_common.h"
+#include "cli.h"
+#include "util.h"
 
 static const char help[] =
     "usage: smoe chat [-m MODEL.gguf] [options]\n"

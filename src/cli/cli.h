@@ -1,4 +1,9 @@
-/* cli.h - the `smoe` command's subcommands. Each returns the exit code. */
+/* cli.h - the `smoe` command's subcommands, as main.c dispatches to them.
+ * Each takes the arguments after "smoe" (argv[0] is the command's name) and
+ * returns the exit code.  main.c calls them; each command's file includes
+ * this too, only so that the compiler checks its definition against the
+ * prototype: a command needs nothing from the others (their shared helpers
+ * are in util.h). */
 #ifndef SMOE_CLI_H
 #define SMOE_CLI_H
 
@@ -13,14 +18,5 @@ int cmd_grammar_check(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
-
-/* Print "smoe: <message>" on stderr as one line; returns 1. */
-int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* Parse a whole decimal integer within [min, max]; -1 on junk. */
-int cli_int(const char *s, long long min, long long max, long long *out);
-
-/* A whole file, NUL-terminated (*len without it); NULL with errno. */
-char *cli_read_file(const char *path, size_t *len);
 
 #endif

@@ -19,7 +19,8 @@
 #include "../base/clock.h"
 #include "../common.h"
 #include "../model/synth.h"
-#include "cli.h"
+#include "smoe_gen.h"
+#include "util.h"
 
 const char cli_gen_help[] =
     "  -m, --model FILE        GGUF model (default: the built-in synthetic model)\n"
@@ -172,24 +173,13 @@ int cli_load(const cli_gen *g, cli_loaded *out) {
 #endif
     double t0 = smoe_now_ms();
     if (!(out->model = smoe_model_load(path, err))) return cli_fail("%s", err), -1;
-    if (out->model->vocab.n_tokens == 0) {
-        cli_fail("%s: the model file has no tokenizer (tokenizer.ggml.tokens); it cannot turn text into tokens", path);
-        goto fail;
-    }
-    if (!(out->tok = smoe_tokenizer_new(&out->model->vocab, err))) { cli_fail("%s: %s", path, err); goto fail; }
-    if (g->chat_format) {
-        out->chat_format = smoe_chat_format_from_name(g->chat_format);
-        if (out->chat_format < 0) { cli_fail("--chat-format: '%s' is not v1 or v3", g->chat_format); goto fail; }
-    } else {
-        gguf_str tmpl;
-        char *t = NULL;
-        if (gguf_get_str(out->model->file, "tokenizer.chat_template", &tmpl, NULL) == 1 && (t = malloc(tmpl.len + 1))) {
-            memcpy(t, tmpl.p, tmpl.len);
-            t[tmpl.len] = 0;
-        }
-        out->chat_format = smoe_chat_detect(&out->model->vocab, t);
-        free(t);
-    }
+    /* the tokenizer and the chat format as the public API gives them
+     * (include/smoe_gen.h), so that a program embedding smoe sees what
+     * `smoe run` sees */
+    if (!(out->tok = smoe_tokenizer_from_model(out->model, err))) { cli_fail("%s: %s", path, err); goto fail; }
+    const char *format = g->chat_format ? g->chat_format : smoe_model_chat_format(out->model);
+    out->chat_format = smoe_chat_format_from_name(format);
+    if (out->chat_format < 0) { cli_fail("--chat-format: '%s' is not v1 or v3", g->chat_format); goto fail; }
     if (!(out->session = smoe_session_new(out->model, out->tok, g->n_ctx, err))) { cli_fail("%s", err); goto fail; }
     char check[SMOE_ERR_SIZE];
     if (smoe_sampler_check(&g->gen.sampling, out->model->hp.n_vocab, check)) { cli_fail("%s", check); goto fail; }

@@ -13,9 +13,10 @@
 #include "../base/buf.h"
 #include "../base/clock.h"
 #include "../common.h"
-#include "cli.h"
 #include "gen_common.h"
 #include "grammar_cli.h"
+#include "cli.h"
+#include "util.h"
 
 const char cli_grammar_help[] =
     "  --json-schema FILE      constrain the output to JSON valid against the schema in FILE\n"

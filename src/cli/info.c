@@ -9,6 +9,7 @@
 #include "../kernels/types.h"
 #include "../model/model.h"
 #include "cli.h"
+#include "util.h"
 
 static void human(char *buf, size_t n, double v, const char *unit) {
     const char *pre[] = {"", "K", "M", "G", "T"};

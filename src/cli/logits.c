@@ -8,6 +8,7 @@
 #include "../common.h"
 #include "../model/model.h"
 #include "cli.h"
+#include "util.h"
 
 static const char help[] =
     "usage: smoe logits -m MODEL.gguf --tokens 1,2,3 -o OUT.f32 [options]\n"

@@ -32,6 +32,7 @@
 #include "../model/model.h"
 #include "../tokenizer/tokenizer.h"
 #include "cli.h"
+#include "util.h"
 
 static const char help[] =
     "usage: smoe perplexity -m MODEL.gguf -f TEXT.txt [options]\n"

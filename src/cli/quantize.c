@@ -65,6 +65,7 @@
 #include "../format/gguf.h"
 #include "../kernels/types.h"
 #include "cli.h"
+#include "util.h"
 
 static const char help[] =
     "usage: smoe quantize [--pure] IN.gguf OUT.gguf TYPE\n"

@@ -9,9 +9,10 @@
 
 #include "../chat/chat.h"
 #include "../common.h"
-#include "cli.h"
 #include "gen_common.h"
 #include "grammar_cli.h"
+#include "cli.h"
+#include "util.h"
 
 static const char help[] =
     "usage: smoe run [-m MODEL.gguf] -p TEXT [options]\n"

@@ -17,8 +17,9 @@
 #include "../common.h"
 #include "../server/http.h"
 #include "../server/server.h"
-#include "cli.h"
 #include "gen_common.h"
+#include "cli.h"
+#include "util.h"
 
 static const char help[] =
     "usage: smoe serve [-m MODEL.gguf] [options]\n"

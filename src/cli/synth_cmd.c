@@ -7,6 +7,7 @@
 #include "../kernels/types.h"
 #include "../model/synth.h"
 #include "cli.h"
+#include "util.h"
 
 static const char help[] =
     "usage: smoe synth [--preset tiny|small|bench] -o OUT.gguf [options]\n"

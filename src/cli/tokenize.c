@@ -16,6 +16,7 @@
 #include "../model/vocab.h"
 #include "../tokenizer/tokenizer.h"
 #include "cli.h"
+#include "util.h"
 
 static const char help[] =
     "usage: smoe tokenize -m FILE [options] (TEXT | - | --file PATH | --chat REQUEST.json)\n"

@@ -32,23 +32,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "smoe_gen.h" /* smoe_finish: how a generation ended */
 #include "../tokenizer/tokenizer.h"
 #include "sampler.h"
 
 struct smoe_gmatch; /* src/grammar/grammar.h */
 
 #define SMOE_MAX_TOP_LOGPROBS 20 /* most top logprobs per token */
-
-/* How a generation ended: the one list, for the CLI and the server. */
-typedef enum {
-    SMOE_FINISH_STOP,    /* end-of-sequence or a stop token, a stop string, the document complete */
-    SMOE_FINISH_LENGTH,  /* max_tokens, or the context is full */
-    SMOE_FINISH_CANCEL,  /* the caller cancelled (ev.text returned non-zero, a client left) */
-    SMOE_FINISH_ERROR,   /* the step failed (the decoder's error says why) */
-} smoe_finish;
-
-/* "stop", "length", "cancel" or "error". */
-const char *smoe_finish_name(smoe_finish f);
 
 typedef struct smoe_decode_params {
     smoe_sampler_params sampling;   /* the bias array is copied */
