@@ -34,24 +34,6 @@ static int emit_stdout(void *user, const char *text, size_t len) {
     return 0;
 }
 
-static char *read_all(FILE *fp, size_t *len) {
-    size_t cap = 1 << 16, n = 0, got;
-    char *buf = malloc(cap + 1);
-    if (!buf) return NULL;
-    while ((got = fread(buf + n, 1, cap - n, fp)) > 0) {
-        n += got;
-        if (n == cap) {
-            char *nb = realloc(buf, cap * 2 + 1);
-            if (!nb) { free(buf); return NULL; }
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
-
 /* The prompt as tokens: plain text after BOS, or a one-turn chat. */
 static int build_prompt(const cli_loaded *l, const char *text, size_t len, bool chat, const char *system,
                         smoe_tokens *out) {
@@ -99,7 +81,7 @@ int cmd_run(int argc, char **argv) {
     size_t len = strlen(prompt);
     char *owned = NULL;
     if (!strcmp(prompt, "-")) {
-        if (!(owned = read_all(stdin, &len))) return cli_fail("out of memory reading the prompt");
+        if (!(owned = cli_read_stream(stdin, &len))) return cli_fail("out of memory reading the prompt");
         prompt = owned;
     }
     signal(SIGPIPE, SIG_IGN); /* a closed stdout shows up as a write error */

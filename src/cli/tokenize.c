@@ -4,6 +4,7 @@
  * Only the vocabulary is read: a GGUF file goes through gguf_open and
  * smoe_vocab_from_gguf, never smoe_model_load, so a file that holds nothing
  * but a tokenizer (like the conformance vocabularies) works too. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,27 +51,7 @@ typedef struct {
 
 /* Read all of fp (binary-safe). */
 static int read_all(FILE *fp, const char *what, char **out, size_t *len) {
-    size_t n = 0, cap = 0, got;
-    char *buf = NULL;
-    do {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 1 << 16;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                return cli_fail("%s: out of memory", what);
-            }
-            buf = nb;
-        }
-        got = fread(buf + n, 1, cap - n, fp);
-        n += got;
-    } while (got > 0);
-    if (ferror(fp)) {
-        free(buf);
-        return cli_fail("%s: read error", what);
-    }
-    *out = buf;
-    *len = n;
+    if (!(*out = cli_read_stream(fp, len))) return cli_fail("%s: %s", what, errno == ENOMEM ? "out of memory" : "read error");
     return 0;
 }
 

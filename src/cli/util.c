@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "../base/buf.h"
+
 int cli_fail(const char *fmt, ...) {
     char buf[1024];
     va_list ap;
@@ -28,24 +30,27 @@ int cli_int(const char *s, long long min, long long max, long long *out) {
     return 0;
 }
 
+char *cli_read_stream(FILE *fp, size_t *len) {
+    smoe_buf b = {0};
+    char chunk[1 << 16];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof chunk, fp)) > 0)
+        if (smoe_buf_add(&b, chunk, got)) break;
+    if (!b.oom && smoe_buf_add(&b, NULL, 0) == 0 && !ferror(fp)) { /* an empty stream is "" */
+        if (len) *len = b.n;
+        return b.p;
+    }
+    errno = b.oom ? ENOMEM : EIO;
+    smoe_buf_free(&b);
+    return NULL;
+}
+
 char *cli_read_file(const char *path, size_t *len) {
     FILE *fp = fopen(path, "rb");
     if (!fp) return NULL;
-    size_t cap = 1 << 16, n = 0, got;
-    char *buf = malloc(cap + 1);
-    while (buf && (got = fread(buf + n, 1, cap - n, fp)) > 0) {
-        n += got;
-        if (n == cap) {
-            char *nb = realloc(buf, cap * 2 + 1);
-            if (!nb) { free(buf); buf = NULL; break; }
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    int bad = ferror(fp);
+    char *text = cli_read_stream(fp, len);
+    int e = errno;
     fclose(fp);
-    if (!buf || bad) { free(buf); errno = bad ? EIO : ENOMEM; return NULL; }
-    buf[n] = 0;
-    if (len) *len = n;
-    return buf;
+    errno = e;
+    return text;
 }
