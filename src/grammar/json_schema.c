@@ -13,7 +13,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../chat/chat.h"
+#include "../json/pyjson.h"
 #include "../common.h"
 #include "gint.h"
 
