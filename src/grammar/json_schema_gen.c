@@ -1,293 +1,21 @@
-/* json_schema_gen.c - one subschema to one grammar rule: the keywords
- * allowed, enum/const literals, strings (lengths, pattern, format), local
- * $ref, and the dispatch by keyword (anyOf/oneOf, allOf, enum) and by type
- * to the number, object and array files. */
+/* json_schema_gen.c - one subschema to one grammar rule: the dispatch by
+ * keyword ($ref, allOf, anyOf/oneOf, enum/const) and by type, and the
+ * object and array schemas, whose parts are schemas again.  Every subschema
+ * becomes a rule "sN". */
 #include "json_schema_int.h"
 
-#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../common.h"
-#include "../json/pyjson.h"
 
 /* ---------------------------------------------------------------------------
- * Keywords
- * ------------------------------------------------------------------------- */
-
-const char *const js_k_annotation[] = {"title", "description", "default", "examples", "$comment", "$schema",
-                                          "$id", "$anchor", "deprecated", "readOnly", "writeOnly", NULL};
-const char *const js_k_container[] = {"$defs", "definitions", NULL};
-static const char *const k_validation[] = {
-    "type", "enum", "const", "properties", "required", "additionalProperties", "items", "prefixItems", "minItems",
-    "maxItems", "minLength", "maxLength", "pattern", "format", "minimum", "maximum", "exclusiveMinimum",
-    "exclusiveMaximum", "anyOf", "oneOf", "allOf", "$ref", NULL};
-
-bool js_in_list(const char *k, const char *const *list) {
-    for (int i = 0; list[i]; i++) if (!strcmp(k, list[i])) return true;
-    return false;
-}
-
-int js_check_keywords(smoe_jsg *b, const json_t *s) {
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)s, k, v) {
-        (void)v;
-        if (!js_in_list(k, js_k_annotation) && !js_in_list(k, js_k_container) && !js_in_list(k, k_validation))
-            return js_where_err(b, "unsupported keyword '%s'", k);
-    }
-    return 0;
-}
-
-/* Number of validation keywords other than the listed ones. */
-const char *js_other_validation(const json_t *s, const char *const *allowed) {
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)s, k, v) {
-        (void)v;
-        if (js_in_list(k, k_validation) && !js_in_list(k, allowed)) return k;
-    }
-    return NULL;
-}
-
-static int type_bit(const char *name) {
-    static const char *const names[] = {"null", "boolean", "object", "array", "string", "number", "integer"};
-    for (int i = 0; i < 7; i++) if (!strcmp(name, names[i])) return 1 << i;
-    return 0;
-}
-
-/* The types "type" allows (T_ALL when absent); -1 on a bad value. */
-int js_type_mask(smoe_jsg *b, const json_t *s) {
-    const json_t *t = json_object_get(s, "type");
-    if (!t) return T_ALL;
-    if (json_is_string(t)) {
-        int bit = type_bit(json_string_value(t));
-        if (!bit) return js_where_err(b, "unknown type '%s'", json_string_value(t));
-        return bit;
-    }
-    if (!json_is_array(t)) return js_where_err(b, "'type' must be a string or an array of strings");
-    int m = 0;
-    size_t i;
-    json_t *e;
-    json_array_foreach(t, i, e) {
-        if (!json_is_string(e)) return js_where_err(b, "'type' must be a string or an array of strings");
-        int bit = type_bit(json_string_value(e));
-        if (!bit) return js_where_err(b, "unknown type '%s'", json_string_value(e));
-        m |= bit;
-    }
-    if (!m) return js_where_err(b, "'type' is an empty list: no value can match");
-    return m;
-}
-
-static bool value_has_type(const json_t *v, int mask) {
-    switch (json_typeof(v)) {
-    case JSON_NULL: return mask & T_NULL;
-    case JSON_TRUE: case JSON_FALSE: return mask & T_BOOL;
-    case JSON_OBJECT: return mask & T_OBJECT;
-    case JSON_ARRAY: return mask & T_ARRAY;
-    case JSON_STRING: return mask & T_STRING;
-    case JSON_INTEGER: return mask & (T_NUMBER | T_INTEGER);
-    case JSON_REAL: {
-        double d = json_real_value(v);
-        return (mask & T_NUMBER) || ((mask & T_INTEGER) && d == floor(d) && isfinite(d));
-    }
-    }
-    return false;
-}
-
-/* ---------------------------------------------------------------------------
- * Literals
- * ------------------------------------------------------------------------- */
-
-/* The canonical JSON encoding of a string (with its quotes) into o. */
-void js_encode_string(gr_buf *o, const char *s, size_t n) {
-    gb_put(o, "\"", 1);
-    for (size_t i = 0; i < n; i++) {
-        uint8_t c = (uint8_t)s[i];
-        char e[8];
-        const char *put = NULL;
-        switch (c) {
-        case '"': put = "\\\""; break;
-        case '\\': put = "\\\\"; break;
-        case '\b': put = "\\b"; break;
-        case '\t': put = "\\t"; break;
-        case '\n': put = "\\n"; break;
-        case '\f': put = "\\f"; break;
-        case '\r': put = "\\r"; break;
-        default:
-            if (c < 0x20) { snprintf(e, sizeof e, "\\u%04x", c); put = e; }
-        }
-        if (put) gb_puts(o, put);
-        else gb_put(o, &s[i], 1);
-    }
-    gb_put(o, "\"", 1);
-}
-
-/* A grammar expression matching exactly the JSON value v. */
-static int emit_value(smoe_jsg *b, gr_buf *o, const json_t *v, int depth) {
-    if (depth > JS_MAX_DEPTH) return js_where_err(b, "an enum/const value nests more than %d levels", JS_MAX_DEPTH);
-    gr_buf t = {0};
-    char num[64];
-    switch (json_typeof(v)) {
-    case JSON_NULL: gb_puts(o, "\"null\""); return 0;
-    case JSON_TRUE: gb_puts(o, "\"true\""); return 0;
-    case JSON_FALSE: gb_puts(o, "\"false\""); return 0;
-    case JSON_INTEGER:
-        snprintf(num, sizeof num, "%lld", (long long)json_integer_value(v));
-        gb_lit(o, num, strlen(num));
-        return 0;
-    case JSON_REAL:
-        if (!isfinite(json_real_value(v))) return js_where_err(b, "enum/const value is not a finite number");
-        smoe_py_float_repr(json_real_value(v), num);
-        gb_lit(o, num, strlen(num));
-        return 0;
-    case JSON_STRING:
-        js_encode_string(&t, json_string_value(v), json_string_length(v));
-        if (t.oom) o->oom = true; /* else the value would silently become "" */
-        else gb_lit(o, t.p, t.n);
-        gb_free(&t);
-        return 0;
-    case JSON_ARRAY: {
-        js_need(b, P_SEP);
-        gb_puts(o, "(\"[\"");
-        size_t i;
-        json_t *e;
-        json_array_foreach(v, i, e) {
-            gb_puts(o, i ? " \",\" j-sep " : " ");
-            if (emit_value(b, o, e, depth + 1)) return -1;
-        }
-        gb_puts(o, " \"]\")");
-        return 0;
-    }
-    case JSON_OBJECT: {
-        js_need(b, P_SEP);
-        gb_puts(o, "(\"{\"");
-        const char *k;
-        json_t *e;
-        int i = 0;
-        json_object_foreach((json_t *)v, k, e) {
-            gb_puts(o, i++ ? " \",\" j-sep " : " ");
-            js_encode_string(&t, k, strlen(k));
-            if (t.oom) o->oom = true;
-            else gb_lit(o, t.p, t.n);
-            t.n = 0;
-            gb_puts(o, " \":\" j-sep ");
-            if (emit_value(b, o, e, depth + 1)) { gb_free(&t); return -1; }
-        }
-        gb_free(&t);
-        gb_puts(o, " \"}\")");
-        return 0;
-    }
-    }
-    return js_where_err(b, "unexpected JSON value");
-}
-
-/* ---------------------------------------------------------------------------
- * Strings
- * ------------------------------------------------------------------------- */
-
-/* A count keyword (minItems...): -1 absent, else the value. */
-int js_count_kw(smoe_jsg *b, const json_t *s, const char *k, int64_t *out) {
-    const json_t *v = json_object_get(s, k);
-    *out = -1;
-    if (!v) return 0;
-    double d;
-    if (json_is_integer(v)) d = (double)json_integer_value(v);
-    else if (json_is_real(v)) d = json_real_value(v);
-    else return js_where_err(b, "'%s' must be a non-negative integer", k);
-    if (!(d >= 0) || d != floor(d)) return js_where_err(b, "'%s' must be a non-negative integer", k);
-    if (d > JS_MAX_COUNT) return js_where_err(b, "'%s' %.0f is above the supported %d", k, d, JS_MAX_COUNT);
-    *out = (int64_t)d;
-    return 0;
-}
-
-static int gen_string(smoe_jsg *b, const json_t *s, gr_buf *o) {
-    int64_t mn, mx;
-    if (js_count_kw(b, s, "minLength", &mn) || js_count_kw(b, s, "maxLength", &mx)) return -1;
-    const json_t *pat = json_object_get(s, "pattern"), *fmt = json_object_get(s, "format");
-    if (mn >= 0 && mx >= 0 && mn > mx) return js_where_err(b, "unsatisfiable: minLength %lld is above maxLength %lld", (long long)mn, (long long)mx);
-    if ((pat || fmt) && (mn >= 0 || mx >= 0))
-        return js_where_err(b, "minLength/maxLength together with %s is not supported", pat ? "pattern" : "format");
-    if (pat && fmt) return js_where_err(b, "pattern together with format is not supported");
-    if (pat) {
-        if (!json_is_string(pat)) return js_where_err(b, "'pattern' must be a string");
-        gr_buf t = {0};
-        char e[SMOE_ERR_SIZE];
-        if (gr_regex_to_grammar(json_string_value(pat), json_string_length(pat), &t, e)) {
-            gb_free(&t);
-            return js_where_err(b, "%s", e);
-        }
-        gb_puts(o, "\"\\\"\" ");
-        gb_append(o, &t);
-        gb_puts(o, " \"\\\"\"");
-        gb_free(&t);
-        return 0;
-    }
-    if (fmt) {
-        if (!json_is_string(fmt)) return js_where_err(b, "'format' must be a string");
-        const char *f = json_string_value(fmt);
-        unsigned p = !strcmp(f, "date") ? P_DATE : !strcmp(f, "time") ? P_TIME : !strcmp(f, "date-time") ? P_DATETIME
-                   : !strcmp(f, "uuid") ? P_UUID : !strcmp(f, "email") ? P_EMAIL : 0;
-        if (!p) return js_where_err(b, "unsupported format '%s' (supported: date, time, date-time, uuid, email)", f);
-        js_need(b, p);
-        gb_printf(o, "\"\\\"\" j-%s \"\\\"\"", f);
-        return 0;
-    }
-    js_need(b, P_CHAR);
-    if (mn < 0 && mx < 0) gb_puts(o, "\"\\\"\" j-char* \"\\\"\"");
-    else if (mx < 0) gb_printf(o, "\"\\\"\" j-char{%lld,} \"\\\"\"", (long long)mn);
-    else gb_printf(o, "\"\\\"\" j-char{%lld,%lld} \"\\\"\"", (long long)(mn < 0 ? 0 : mn), (long long)mx);
-    return 0;
-}
-
-/* ---------------------------------------------------------------------------
- * Local $ref
+ * $ref rules (recursion allowed: the rule is named before its body)
  * ------------------------------------------------------------------------- */
 
 static int gen_named(smoe_jsg *b, const json_t *s, int depth, const char *name);
-
-/* Resolve a local reference "#" or "#/a/b" against the current root. */
-const json_t *js_resolve_ref(smoe_jsg *b, const char *ref) {
-    if (ref[0] != '#') {
-        js_where_err(b, "$ref '%.200s': only local references (\"#\", \"#/$defs/...\") are supported", ref);
-        return NULL;
-    }
-    const json_t *cur = b->root;
-    const char *p = ref + 1;
-    if (*p && *p != '/') {
-        js_where_err(b, "$ref '%.200s': anchors are not supported, only JSON pointers (\"#/$defs/name\")", ref);
-        return NULL;
-    }
-    while (*p == '/') {
-        p++;
-        char seg[512];
-        size_t n = 0;
-        while (*p && *p != '/') {
-            char c = *p++;
-            if (c == '~' && (*p == '0' || *p == '1')) c = *p++ == '0' ? '~' : '/';
-            else if (c == '%' && isxdigit((unsigned char)p[0]) && isxdigit((unsigned char)p[1])) {
-                char hx[3] = {p[0], p[1], 0};
-                c = (char)strtol(hx, NULL, 16);
-                p += 2;
-            }
-            if (n + 1 < sizeof seg) seg[n++] = c;
-        }
-        seg[n] = 0;
-        if (json_is_object(cur)) cur = json_object_get(cur, seg);
-        else if (json_is_array(cur)) {
-            char *end;
-            long i = strtol(seg, &end, 10);
-            cur = (*end || n == 0 || i < 0) ? NULL : json_array_get(cur, (size_t)i);
-        } else cur = NULL;
-        if (!cur) {
-            js_where_err(b, "$ref '%.200s' points to nothing", ref);
-            return NULL;
-        }
-    }
-    return cur;
-}
 
 static int ref_rule(smoe_jsg *b, const char *ref, int depth, char *name) {
     for (int i = 0; i < b->n_refs; i++) {
@@ -324,15 +52,362 @@ static int ref_rule(smoe_jsg *b, const char *ref, int depth, char *name) {
 }
 
 /* ---------------------------------------------------------------------------
+ * Objects
+ * ------------------------------------------------------------------------- */
+
+typedef struct ktrie {
+    uint32_t cp;
+    int32_t child, sibling;
+    bool terminal;
+} ktrie;
+
+/* Remove code point cp from the sorted ranges r[0..2n); r has room for
+ * one more range.  Returns the new count. */
+static size_t cut_point(uint32_t *r, size_t n, uint32_t cp) {
+    for (size_t i = 0; i < n; i++) {
+        uint32_t lo = r[2 * i], hi = r[2 * i + 1];
+        if (cp < lo || cp > hi) continue;
+        if (lo == hi) {
+            memmove(r + 2 * i, r + 2 * i + 2, (n - i - 1) * 2 * sizeof *r);
+            return n - 1;
+        }
+        if (cp == lo) { r[2 * i] = cp + 1; return n; }
+        if (cp == hi) { r[2 * i + 1] = cp - 1; return n; }
+        memmove(r + 2 * i + 2, r + 2 * i, (n - i) * 2 * sizeof *r);
+        r[2 * i + 1] = cp - 1;
+        r[2 * i + 2] = cp + 1;
+        return n + 1;
+    }
+    return n;
+}
+
+/* "string that is none of names" for additional property keys */
+static int gen_other_key(smoe_jsg *b, const char **names, int n, char *name) {
+    ktrie *t = calloc(1, sizeof *t);
+    int32_t nt = 1, cap = 1;
+    if (!t) return smoe_errf(b->err, "out of memory");
+    t[0] = (ktrie){0, -1, -1, false};
+    for (int i = 0; i < n; i++) {
+        const uint8_t *s = (const uint8_t *)names[i];
+        size_t len = strlen(names[i]), pos = 0;
+        int32_t cur = 0;
+        while (pos < len) {
+            uint32_t cp;
+            int l = gr_utf8_decode(s + pos, len - pos, &cp);
+            if (!l) { free(t); return js_where_err(b, "property name is not valid UTF-8"); }
+            pos += (size_t)l;
+            int32_t c = t[cur].child;
+            while (c >= 0 && t[c].cp != cp) c = t[c].sibling;
+            if (c < 0) {
+                if (nt == cap) {
+                    cap *= 2;
+                    ktrie *ntr = realloc(t, (size_t)cap * sizeof *ntr);
+                    if (!ntr) { free(t); return smoe_errf(b->err, "out of memory"); }
+                    t = ntr;
+                }
+                t[nt] = (ktrie){cp, -1, t[cur].child, false};
+                t[cur].child = nt;
+                c = nt++;
+            }
+            cur = c;
+        }
+        t[cur].terminal = true;
+    }
+    js_need(b, P_KCHAR);
+    int base = b->counter + 1;
+    char nm[NAME_LEN];
+    for (int32_t i = 0; i < nt; i++) js_new_name(b, nm); /* names s<base + i> */
+    for (int32_t i = 0; i < nt; i++) {
+        gr_buf body = {0};
+        int alts = 0;
+        if (!t[i].terminal) { gb_puts(&body, "\"\\\"\""); alts++; }
+        /* any character other than the children's, then anything */
+        uint32_t *r = malloc(((size_t)nt + 6) * 2 * sizeof *r);
+        size_t nr = 0;
+        if (!r) { free(t); gb_free(&body); return smoe_errf(b->err, "out of memory"); }
+        /* children code points, sorted */
+        uint32_t *cps = malloc(((size_t)nt + 1) * sizeof *cps);
+        size_t nc = 0;
+        if (!cps) { free(r); free(t); gb_free(&body); return smoe_errf(b->err, "out of memory"); }
+        for (int32_t c = t[i].child; c >= 0; c = t[c].sibling) cps[nc++] = t[c].cp;
+        for (size_t x = 1; x < nc; x++)
+            for (size_t y = x; y > 0 && cps[y - 1] > cps[y]; y--) { uint32_t tmp = cps[y]; cps[y] = cps[y - 1]; cps[y - 1] = tmp; }
+        /* other characters: the raw ones not among the children, and the
+         * escaped ones (j-kesc) unless a child is one of them */
+        bool special_child = false;
+        for (size_t x = 0; x < nc; x++) special_child |= cps[x] < 0x20 || cps[x] == 0x22 || cps[x] == 0x5C;
+        uint32_t next = 0;
+        for (size_t x = 0; x <= nc; x++) {
+            uint32_t stop = x < nc ? cps[x] : 0x110000;
+            /* [next, stop) minus surrogates (and minus the specials unless
+             * they are emitted here one by one) */
+            if (stop > next) {
+                uint32_t lo = next, hi = stop - 1;
+                if (!special_child && lo < 0x20) lo = 0x20;
+                if (lo <= hi) {
+                    if (hi < 0xD800 || lo > 0xDFFF) { r[2 * nr] = lo; r[2 * nr + 1] = hi; nr++; }
+                    else {
+                        if (lo < 0xD800) { r[2 * nr] = lo; r[2 * nr + 1] = 0xD7FF; nr++; }
+                        if (hi > 0xDFFF) { r[2 * nr] = 0xE000; r[2 * nr + 1] = hi; nr++; }
+                    }
+                }
+            }
+            next = stop + 1;
+        }
+        if (!special_child) { /* '"' and '\\' come from j-kesc */
+            nr = cut_point(r, nr, 0x22);
+            nr = cut_point(r, nr, 0x5C);
+        }
+        if (nr) {
+            if (alts++) gb_puts(&body, " | ");
+            gb_puts(&body, "(");
+            gr_emit_json_charset(&body, r, nr);
+            if (!special_child) gb_puts(&body, " | j-kesc");
+            gb_puts(&body, ") j-kchar* \"\\\"\"");
+        }
+        for (int32_t c = t[i].child; c >= 0; c = t[c].sibling) {
+            uint8_t u[4];
+            int ul = gr_utf8_encode(t[c].cp, u);
+            gr_buf enc = {0};
+            js_encode_string(&enc, (const char *)u, (size_t)ul);
+            if (alts++) gb_puts(&body, " | ");
+            if (enc.oom) body.oom = true; /* enc.n - 2 would wrap around */
+            else gb_lit(&body, enc.p + 1, enc.n - 2); /* without the quotes */
+            gb_printf(&body, " s%d", base + c);
+            gb_free(&enc);
+        }
+        free(r);
+        free(cps);
+        snprintf(nm, sizeof nm, "s%d", base + i);
+        js_add_rule(b, nm, &body);
+        gb_free(&body);
+    }
+    free(t);
+    /* the key with its opening quote */
+    gr_buf kb = {0};
+    gb_printf(&kb, "\"\\\"\" s%d", base);
+    js_new_name(b, name);
+    js_add_rule(b, name, &kb);
+    gb_free(&kb);
+    return 0;
+}
+
+static int gen_object(smoe_jsg *b, const json_t *s, int depth, gr_buf *o) {
+    const json_t *props = json_object_get(s, "properties"), *req = json_object_get(s, "required");
+    const json_t *ap = json_object_get(s, "additionalProperties");
+    if (props && !json_is_object(props)) return js_where_err(b, "'properties' must be an object");
+    if (req && !json_is_array(req)) return js_where_err(b, "'required' must be an array of strings");
+    if (ap && !json_is_boolean(ap) && !json_is_object(ap)) return js_where_err(b, "'additionalProperties' must be a boolean or a schema");
+    bool allow_extra = ap ? !json_is_false(ap) : !b->o.strict;
+    size_t n_props = props ? json_object_size(props) : 0, n_req = req ? json_array_size(req) : 0;
+    /* entries: properties in order, then required names that are not properties */
+    size_t cap = n_props + n_req + 1, n = 0;
+    const char **keys = malloc(cap * sizeof *keys);
+    const json_t **schemas = malloc(cap * sizeof *schemas);
+    bool *required = calloc(cap, sizeof *required);
+    char (*vnames)[NAME_LEN] = malloc(cap * sizeof *vnames);
+    int rc = -1;
+    if (!keys || !schemas || !required || !vnames) { smoe_errf(b->err, "out of memory"); goto out; }
+    const char *k;
+    json_t *v;
+    if (props) json_object_foreach((json_t *)props, k, v) { keys[n] = k; schemas[n] = v; n++; }
+    size_t i;
+    json_array_foreach(req, i, v) {
+        if (!json_is_string(v)) { js_where_err(b, "'required' must be an array of strings"); goto out; }
+        const char *name = json_string_value(v);
+        size_t j;
+        for (j = 0; j < n && strcmp(keys[j], name); j++) {}
+        if (j < n) {
+            if (required[j]) { js_where_err(b, "'required' lists '%s' twice", name); goto out; }
+            required[j] = true;
+            continue;
+        }
+        if (!allow_extra) {
+            js_where_err(b, "unsatisfiable: required property '%s' is not in properties and additional properties are not allowed%s",
+                      name, ap ? "" : " (strict mode)");
+            goto out;
+        }
+        keys[n] = name;
+        schemas[n] = ap ? ap : json_true();
+        required[n] = true;
+        n++;
+    }
+    /* value rules (false: the property may not appear) */
+    size_t m = 0;
+    for (size_t j = 0; j < n; j++) {
+        if (json_is_false(schemas[j])) {
+            if (required[j]) { js_where_err(b, "unsatisfiable: required property '%s' has the schema false", keys[j]); goto out; }
+            continue;
+        }
+        size_t mark = js_path_push(b, j < n_props ? "properties" : "additionalProperties");
+        if (j < n_props) js_path_push(b, keys[j]);
+        int r = js_gen(b, schemas[j], depth + 1, vnames[m]);
+        js_path_pop(b, mark);
+        if (r) goto out;
+        keys[m] = keys[j];
+        required[m] = required[j];
+        m++;
+    }
+    n = m;
+    js_need(b, P_SEP);
+    /* additional properties: key rule and value rule */
+    char addk[NAME_LEN] = "", addv[NAME_LEN] = "";
+    if (allow_extra) {
+        if (gen_other_key(b, keys, (int)n, addk)) goto out;
+        size_t mark = js_path_push(b, "additionalProperties");
+        int r = js_gen(b, ap ? ap : json_true(), depth + 1, addv);
+        js_path_pop(b, mark);
+        if (r) goto out;
+    }
+    /* R_i: what follows once something was written (each entry with a
+     * leading comma); F_i: nothing written yet.  Rule names base-r<i>, base-f<i>. */
+    char base[NAME_LEN];
+    js_new_name(b, base);
+    for (size_t j = n + 1; j-- > 0;) {
+        gr_buf r = {0}, f = {0};
+        gr_buf key = {0}, lit = {0};
+        if (j == n) {
+            if (allow_extra) {
+                gb_printf(&r, "(\",\" j-sep %s \":\" j-sep %s)*", addk, addv);
+                gb_printf(&f, "(%s \":\" j-sep %s %s-r%zu)?", addk, addv, base, n);
+            } else {
+                gb_puts(&r, "\"\"");
+                gb_puts(&f, "\"\"");
+            }
+        } else {
+            js_encode_string(&key, keys[j], strlen(keys[j]));
+            gb_lit(&lit, key.p, key.n);
+            gr_buf kvb = {0};
+            gb_put(&kvb, lit.p, lit.n);
+            gb_printf(&kvb, " \":\" j-sep %s", vnames[j]);
+            if (key.oom || lit.oom || kvb.oom) { /* add_rule passes r's out-of-memory on */
+                r.oom = true;
+            } else if (required[j]) {
+                gb_printf(&r, "\",\" j-sep %s %s-r%zu", kvb.p, base, j + 1);
+                gb_printf(&f, "%s %s-r%zu", kvb.p, base, j + 1);
+            } else {
+                gb_printf(&r, "(\",\" j-sep %s)? %s-r%zu", kvb.p, base, j + 1);
+                gb_printf(&f, "%s %s-r%zu | %s-f%zu", kvb.p, base, j + 1, base, j + 1);
+            }
+            gb_free(&kvb);
+        }
+        char rn[NAME_LEN + 40];
+        snprintf(rn, sizeof rn, "%s-r%zu", base, j);
+        js_add_rule(b, rn, &r);
+        snprintf(rn, sizeof rn, "%s-f%zu", base, j);
+        js_add_rule(b, rn, &f);
+        gb_free(&r);
+        gb_free(&f);
+        gb_free(&key);
+        gb_free(&lit);
+    }
+    gb_printf(o, "\"{\" %s-f0 \"}\"", base);
+    rc = 0;
+out:
+    free(keys);
+    free(schemas);
+    free(required);
+    free(vnames);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------
+ * Arrays
+ * ------------------------------------------------------------------------- */
+
+static int gen_array(smoe_jsg *b, const json_t *s, int depth, gr_buf *o) {
+    const json_t *items = json_object_get(s, "items"), *prefix = json_object_get(s, "prefixItems");
+    if (items && json_is_array(items)) return js_where_err(b, "'items' as an array (draft 7 tuples) is not supported: use prefixItems");
+    if (items && !json_is_boolean(items) && !json_is_object(items)) return js_where_err(b, "'items' must be a schema");
+    if (prefix && !json_is_array(prefix)) return js_where_err(b, "'prefixItems' must be an array of schemas");
+    int64_t mn, mx;
+    if (js_count_kw(b, s, "minItems", &mn) || js_count_kw(b, s, "maxItems", &mx)) return -1;
+    if (mn < 0) mn = 0;
+    bool inf = mx < 0;
+    size_t k = prefix ? json_array_size(prefix) : 0;
+    bool rest = !(items && json_is_false(items));
+    /* a prefix item that is false caps the length */
+    for (size_t j = 0; j < k; j++)
+        if (json_is_false(json_array_get(prefix, j))) {
+            if (inf || mx > (int64_t)j) { mx = (int64_t)j; inf = false; }
+            k = j;
+            break;
+        }
+    if (!rest && (inf || mx > (int64_t)k)) { mx = (int64_t)k; inf = false; }
+    if (!inf && mn > mx) return js_where_err(b, "unsatisfiable: minItems %lld is above maxItems %lld (or what items/prefixItems allow)",
+                                         (long long)mn, (long long)mx);
+    size_t P = inf || (int64_t)k < mx ? k : (size_t)mx;
+    char (*en)[NAME_LEN] = malloc((P + 1) * sizeof *en);
+    char restn[NAME_LEN] = "";
+    if (!en) return smoe_errf(b->err, "out of memory");
+    for (size_t j = 0; j < P; j++) {
+        size_t mark = js_path_push_i(b, "prefixItems", j);
+        int r = js_gen(b, json_array_get(prefix, j), depth + 1, en[j]);
+        js_path_pop(b, mark);
+        if (r) { free(en); return -1; }
+    }
+    bool more = rest && (inf || mx > (int64_t)P);
+    if (more) {
+        size_t mark = js_path_push(b, "items");
+        int r = js_gen(b, items ? items : json_true(), depth + 1, restn);
+        js_path_pop(b, mark);
+        if (r) { free(en); return -1; }
+    }
+    js_need(b, P_SEP);
+    char base[NAME_LEN];
+    js_new_name(b, base);
+    /* A_i: elements i+1.. once i are written */
+    for (size_t i = P + 1; i-- > 0;) {
+        gr_buf a = {0};
+        const char *sep = i == 0 ? "" : "\",\" j-sep ";
+        if (i == P) {
+            if (!more) gb_puts(&a, "\"\"");
+            else {
+                int64_t lo = mn - (int64_t)i > 0 ? mn - (int64_t)i : 0, hi = inf ? -1 : mx - (int64_t)i;
+                if (i == 0) {
+                    char q[64];
+                    if (hi < 0) snprintf(q, sizeof q, "{%lld,}", (long long)(lo > 0 ? lo - 1 : 0));
+                    else snprintf(q, sizeof q, "{%lld,%lld}", (long long)(lo > 0 ? lo - 1 : 0), (long long)(hi - 1));
+                    if (lo > 0) gb_printf(&a, "%s (\",\" j-sep %s)%s", restn, restn, q);
+                    else gb_printf(&a, "(%s (\",\" j-sep %s)%s)?", restn, restn, q);
+                } else {
+                    if (hi < 0) gb_printf(&a, "(\",\" j-sep %s){%lld,}", restn, (long long)lo);
+                    else gb_printf(&a, "(\",\" j-sep %s){%lld,%lld}", restn, (long long)lo, (long long)hi);
+                }
+            }
+        } else if ((int64_t)i < mn) {
+            gb_printf(&a, "%s%s %s-a%zu", sep, en[i], base, i + 1);
+        } else {
+            gb_printf(&a, "(%s%s %s-a%zu)?", sep, en[i], base, i + 1);
+        }
+        char rn[NAME_LEN + 40];
+        snprintf(rn, sizeof rn, "%s-a%zu", base, i);
+        js_add_rule(b, rn, &a);
+        gb_free(&a);
+    }
+    free(en);
+    gb_printf(o, "\"[\" %s-a0 \"]\"", base);
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------
  * One schema
  * ------------------------------------------------------------------------- */
 
-void js_add_rule(smoe_jsg *b, const char *name, const gr_buf *body) {
-    gb_puts(&b->rules, name);
-    gb_puts(&b->rules, " ::= ");
-    gb_put(&b->rules, body->p ? body->p : "\"\"", body->p ? body->n : 2);
-    gb_puts(&b->rules, "\n");
-    if (body->oom) b->rules.oom = true;
+static bool value_has_type(const json_t *v, int mask) {
+    switch (json_typeof(v)) {
+    case JSON_NULL: return mask & T_NULL;
+    case JSON_TRUE: case JSON_FALSE: return mask & T_BOOL;
+    case JSON_OBJECT: return mask & T_OBJECT;
+    case JSON_ARRAY: return mask & T_ARRAY;
+    case JSON_STRING: return mask & T_STRING;
+    case JSON_INTEGER: return mask & (T_NUMBER | T_INTEGER);
+    case JSON_REAL: {
+        double d = json_real_value(v);
+        return (mask & T_NUMBER) || ((mask & T_INTEGER) && d == floor(d) && isfinite(d));
+    }
+    }
+    return false;
 }
 
 static int gen_types(smoe_jsg *b, const json_t *s, int depth, gr_buf *o) {
@@ -371,9 +446,9 @@ static int gen_types(smoe_jsg *b, const json_t *s, int depth, gr_buf *o) {
         switch (bit) {
         case T_NULL: gb_puts(o, "\"null\""); break;
         case T_BOOL: gb_puts(o, "\"true\" | \"false\""); break;
-        case T_OBJECT: rc = js_gen_object(b, s, depth, o); break;
-        case T_ARRAY: rc = js_gen_array(b, s, depth, o); break;
-        case T_STRING: rc = gen_string(b, s, o); break;
+        case T_OBJECT: rc = gen_object(b, s, depth, o); break;
+        case T_ARRAY: rc = gen_array(b, s, depth, o); break;
+        case T_STRING: rc = js_gen_string(b, s, o); break;
         case T_NUMBER: rc = js_gen_number(b, s, o); break;
         case T_INTEGER: rc = js_gen_integer(b, s, o); break;
         }
@@ -451,7 +526,7 @@ static int gen_body(smoe_jsg *b, const json_t *s, int depth, gr_buf *o) {
             if (!value_has_type(v, mask)) continue;
             if (cn && en && !json_equal((json_t *)v, (json_t *)cn)) continue;
             if (alts++) gb_puts(o, " | ");
-            if (emit_value(b, o, v, 0)) return -1;
+            if (js_emit_value(b, o, v, 0)) return -1;
         }
         gb_puts(o, ")");
         if (!alts) return js_where_err(b, "unsatisfiable: %s", en && json_array_size(en) == 0 ? "enum is empty"

@@ -3,14 +3,15 @@
  * functions one file calls in another.  Internal to src/grammar; the API
  * is json_schema.h.
  *
- *   json_schema.c         the builder, the shared rules "j-...", the API
- *   json_schema_gen.c     one subschema to a rule: keywords, literals,
- *                         strings, $ref, dispatch by keyword and type
+ *   json_schema_build.c   the builder, the shared rules "j-...", keywords, $ref
+ *   json_schema_string.c  enum/const literals and strings
  *   json_schema_number.c  integer and number ranges
  *   json_schema_allof.c   allOf merged into one schema
- *   json_schema_object.c  objects
- *   json_schema_array.c   arrays
- *   json_schema_cache.c   the cache of compiled schemas */
+ *   json_schema_gen.c     one subschema to a rule: dispatch, objects, arrays
+ *   json_schema_api.c     the API of json_schema.h
+ *   json_schema_cache.c   the cache of compiled schemas (API only)
+ * Each file calls only files above it in this list (objects and arrays,
+ * whose parts are schemas again, stay with the dispatch for that reason). */
 #ifndef SMOE_JSON_SCHEMA_INT_H
 #define SMOE_JSON_SCHEMA_INT_H
 
@@ -28,7 +29,7 @@
 #define NAME_LEN 24
 
 /* ---------------------------------------------------------------------------
- * The builder (json_schema.c)
+ * The builder, shared rules, keywords (json_schema_build.c)
  * ------------------------------------------------------------------------- */
 
 /* Shared rules, each emitted once when first needed. */
@@ -69,12 +70,10 @@ size_t js_path_push_i(smoe_jsg *b, const char *seg, size_t i);
 void js_path_pop(smoe_jsg *b, size_t n);
 /* A fresh rule name "sN" (remembering the path it was made for). */
 void js_new_name(smoe_jsg *b, char *name);
+/* Append the rule "name ::= body". */
+void js_add_rule(smoe_jsg *b, const char *name, const gr_buf *body);
 /* Emit the shared rule p (one of P_*) unless already there. */
 void js_need(smoe_jsg *b, unsigned p);
-
-/* ---------------------------------------------------------------------------
- * One schema (json_schema_gen.c)
- * ------------------------------------------------------------------------- */
 
 /* Type bits of "type". */
 enum { T_NULL = 1, T_BOOL = 2, T_OBJECT = 4, T_ARRAY = 8, T_STRING = 16, T_NUMBER = 32, T_INTEGER = 64, T_ALL = 127 };
@@ -88,25 +87,31 @@ int js_check_keywords(smoe_jsg *b, const json_t *s);
 const char *js_other_validation(const json_t *s, const char *const *allowed);
 /* The types "type" allows (T_ALL when absent); -1 on a bad value. */
 int js_type_mask(smoe_jsg *b, const json_t *s);
-/* The canonical JSON encoding of a string (with its quotes) into o. */
-void js_encode_string(gr_buf *o, const char *s, size_t n);
-/* A count keyword (minItems...): *out -1 when absent. */
-int js_count_kw(smoe_jsg *b, const json_t *s, const char *k, int64_t *out);
 /* Resolve a local reference "#" or "#/a/b" against b->root (NULL with error). */
 const json_t *js_resolve_ref(smoe_jsg *b, const char *ref);
-/* Append the rule "name ::= body". */
-void js_add_rule(smoe_jsg *b, const char *name, const gr_buf *body);
-/* A rule for s; name gets its name. */
-int js_gen(smoe_jsg *b, const json_t *s, int depth, char *name);
 
 /* ---------------------------------------------------------------------------
- * Per type and allOf (their own files): an expression for s into o
+ * Literals and strings (json_schema_string.c)
+ * ------------------------------------------------------------------------- */
+
+/* The canonical JSON encoding of a string (with its quotes) into o. */
+void js_encode_string(gr_buf *o, const char *s, size_t n);
+/* A grammar expression matching exactly the JSON value v. */
+int js_emit_value(smoe_jsg *b, gr_buf *o, const json_t *v, int depth);
+/* A count keyword (minItems...): *out -1 when absent. */
+int js_count_kw(smoe_jsg *b, const json_t *s, const char *k, int64_t *out);
+int js_gen_string(smoe_jsg *b, const json_t *s, gr_buf *o);
+
+/* ---------------------------------------------------------------------------
+ * Numbers (json_schema_number.c)
  * ------------------------------------------------------------------------- */
 
 int js_gen_integer(smoe_jsg *b, const json_t *s, gr_buf *o);
 int js_gen_number(smoe_jsg *b, const json_t *s, gr_buf *o);
-int js_gen_object(smoe_jsg *b, const json_t *s, int depth, gr_buf *o);
-int js_gen_array(smoe_jsg *b, const json_t *s, int depth, gr_buf *o);
+
+/* ---------------------------------------------------------------------------
+ * allOf (json_schema_allof.c)
+ * ------------------------------------------------------------------------- */
 
 /* Merge items[0..n_items) (allOf, $ref with siblings) into one plain
  * schema *out, owned by b. */
@@ -115,5 +120,13 @@ int js_merge_list(smoe_jsg *b, const json_t *const *items, int n_items, int dept
 json_t *js_without(const json_t *s, const char *const *keys);
 /* v, kept alive (owned by b) until the builder is freed. */
 json_t *js_keep(smoe_jsg *b, json_t *v);
+
+/* ---------------------------------------------------------------------------
+ * One schema (json_schema_gen.c)
+ * ------------------------------------------------------------------------- */
+
+/* A rule for s; name gets its name ("j-value" for a schema that allows
+ * anything). */
+int js_gen(smoe_jsg *b, const json_t *s, int depth, char *name);
 
 #endif

@@ -1,17 +1,15 @@
-/* json_schema.c - JSON Schema (jansson value) to grammar text: the builder
- * (errors that name the subschema, rule names), the shared rules "j-..."
- * emitted once, and the public API (json_schema.h).  The supported subset,
- * whitespace policy and formats are documented in json_schema.h.  Every
- * subschema becomes a rule "sN" (json_schema_gen.c and the files it calls
- * per type). */
-#define _GNU_SOURCE
+/* json_schema_build.c - what every part of the JSON Schema compiler builds
+ * on: the builder's errors (naming the subschema) and rule names, the
+ * shared rules "j-..." emitted once, the keywords allowed, local $ref
+ * resolution.  The supported subset, whitespace policy and formats are
+ * documented in json_schema.h. */
 #include "json_schema_int.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "../common.h"
 
@@ -19,6 +17,7 @@
  * Builder
  * ------------------------------------------------------------------------- */
 
+int js_where_err(smoe_jsg *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int js_where_err(smoe_jsg *b, const char *fmt, ...) {
     char msg[400];
     va_list ap;
@@ -71,6 +70,14 @@ void js_new_name(smoe_jsg *b, char *name) {
         b->cap_paths = cap;
     }
     b->rule_paths[id] = strdup(b->path[0] ? b->path : "/");
+}
+
+void js_add_rule(smoe_jsg *b, const char *name, const gr_buf *body) {
+    gb_puts(&b->rules, name);
+    gb_puts(&b->rules, " ::= ");
+    gb_put(&b->rules, body->p ? body->p : "\"\"", body->p ? body->n : 2);
+    gb_puts(&b->rules, "\n");
+    if (body->oom) b->rules.oom = true;
 }
 
 /* ---------------------------------------------------------------------------
@@ -171,125 +178,114 @@ void js_need(smoe_jsg *b, unsigned p) {
 }
 
 /* ---------------------------------------------------------------------------
- * Public API
+ * Keywords
  * ------------------------------------------------------------------------- */
 
-smoe_jsg *smoe_jsg_new(const smoe_json_schema_opts *o, char *err) {
-    smoe_jsg *b = calloc(1, sizeof *b);
-    if (!b || !(b->owned = json_array())) {
-        free(b);
-        smoe_errf(err, "out of memory");
+const char *const js_k_annotation[] = {"title", "description", "default", "examples", "$comment", "$schema",
+                                          "$id", "$anchor", "deprecated", "readOnly", "writeOnly", NULL};
+const char *const js_k_container[] = {"$defs", "definitions", NULL};
+static const char *const k_validation[] = {
+    "type", "enum", "const", "properties", "required", "additionalProperties", "items", "prefixItems", "minItems",
+    "maxItems", "minLength", "maxLength", "pattern", "format", "minimum", "maximum", "exclusiveMinimum",
+    "exclusiveMaximum", "anyOf", "oneOf", "allOf", "$ref", NULL};
+
+bool js_in_list(const char *k, const char *const *list) {
+    for (int i = 0; list[i]; i++) if (!strcmp(k, list[i])) return true;
+    return false;
+}
+
+int js_check_keywords(smoe_jsg *b, const json_t *s) {
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)s, k, v) {
+        (void)v;
+        if (!js_in_list(k, js_k_annotation) && !js_in_list(k, js_k_container) && !js_in_list(k, k_validation))
+            return js_where_err(b, "unsupported keyword '%s'", k);
+    }
+    return 0;
+}
+
+/* Number of validation keywords other than the listed ones. */
+const char *js_other_validation(const json_t *s, const char *const *allowed) {
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)s, k, v) {
+        (void)v;
+        if (js_in_list(k, k_validation) && !js_in_list(k, allowed)) return k;
+    }
+    return NULL;
+}
+
+static int type_bit(const char *name) {
+    static const char *const names[] = {"null", "boolean", "object", "array", "string", "number", "integer"};
+    for (int i = 0; i < 7; i++) if (!strcmp(name, names[i])) return 1 << i;
+    return 0;
+}
+
+/* The types "type" allows (T_ALL when absent); -1 on a bad value. */
+int js_type_mask(smoe_jsg *b, const json_t *s) {
+    const json_t *t = json_object_get(s, "type");
+    if (!t) return T_ALL;
+    if (json_is_string(t)) {
+        int bit = type_bit(json_string_value(t));
+        if (!bit) return js_where_err(b, "unknown type '%s'", json_string_value(t));
+        return bit;
+    }
+    if (!json_is_array(t)) return js_where_err(b, "'type' must be a string or an array of strings");
+    int m = 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(t, i, e) {
+        if (!json_is_string(e)) return js_where_err(b, "'type' must be a string or an array of strings");
+        int bit = type_bit(json_string_value(e));
+        if (!bit) return js_where_err(b, "unknown type '%s'", json_string_value(e));
+        m |= bit;
+    }
+    if (!m) return js_where_err(b, "'type' is an empty list: no value can match");
+    return m;
+}
+
+/* ---------------------------------------------------------------------------
+ * Local $ref resolution
+ * ------------------------------------------------------------------------- */
+
+/* Resolve a local reference "#" or "#/a/b" against the current root. */
+const json_t *js_resolve_ref(smoe_jsg *b, const char *ref) {
+    if (ref[0] != '#') {
+        js_where_err(b, "$ref '%.200s': only local references (\"#\", \"#/$defs/...\") are supported", ref);
         return NULL;
     }
-    if (o) b->o = *o;
-    return b;
-}
-
-void smoe_jsg_free(smoe_jsg *b) {
-    if (!b) return;
-    gb_free(&b->rules);
-    for (int i = 0; i < b->n_refs; i++) free(b->refs[i].ref);
-    free(b->refs);
-    json_decref(b->owned);
-    for (int i = 0; i < b->cap_paths; i++) free(b->rule_paths[i]);
-    free(b->rule_paths);
-    for (int i = 0; i < b->n_names; i++) free(b->names[i]);
-    free(b->names);
-    free(b);
-}
-
-static const char *keep_name(smoe_jsg *b, const char *name) {
-    char **nn = realloc(b->names, (size_t)(b->n_names + 1) * sizeof *nn);
-    if (!nn) return NULL;
-    b->names = nn;
-    if (!(nn[b->n_names] = strdup(name))) return NULL;
-    return nn[b->n_names++];
-}
-
-const char *smoe_jsg_add_schema(smoe_jsg *b, const json_t *schema, char *err) {
-    b->err = err;
-    b->root = schema;
-    b->path[0] = 0;
-    char name[NAME_LEN];
-    if (js_gen(b, schema, 0, name)) return NULL;
-    if (b->rules.oom) { smoe_errf(err, "out of memory"); return NULL; }
-    const char *n = keep_name(b, name);
-    if (!n) smoe_errf(err, "out of memory");
-    return n;
-}
-
-void smoe_jsg_set_strict(smoe_jsg *b, bool strict) { b->o.strict = strict; }
-
-const char *smoe_jsg_any_value(smoe_jsg *b) { js_need(b, P_VALUE); return "j-value"; }
-const char *smoe_jsg_any_object(smoe_jsg *b) { js_need(b, P_OBJECT); return "j-object"; }
-const char *smoe_jsg_any_string(smoe_jsg *b) { js_need(b, P_STRING); return "j-string"; }
-const char *smoe_jsg_sep(smoe_jsg *b) { js_need(b, P_SEP); return "j-sep"; }
-
-int smoe_jsg_add_text(smoe_jsg *b, const char *rules, char *err) {
-    gb_puts(&b->rules, rules);
-    gb_puts(&b->rules, "\n");
-    return b->rules.oom ? smoe_errf(err, "out of memory") : 0;
-}
-
-char *smoe_jsg_text(smoe_jsg *b, char *err) {
-    if (b->rules.oom) { smoe_errf(err, "out of memory"); return NULL; }
-    char *t = strdup(b->rules.p ? b->rules.p : "");
-    if (!t) smoe_errf(err, "out of memory");
-    return t;
-}
-
-static char *schema_text(const json_t *schema, const smoe_json_schema_opts *o, bool any_object, smoe_jsg **bp, char *err) {
-    smoe_jsg *b = smoe_jsg_new(o, err);
-    if (!b) return NULL;
-    *bp = b;
-    const char *name = any_object ? smoe_jsg_any_object(b) : smoe_jsg_add_schema(b, schema, err);
-    if (!name) return NULL;
-    char root[128];
-    snprintf(root, sizeof root, "root ::= %s%s", b->o.no_leading_space ? "" : "\" \"? ", name);
-    if (smoe_jsg_add_text(b, root, err)) return NULL;
-    return smoe_jsg_text(b, err);
-}
-
-char *smoe_json_schema_to_grammar(const json_t *schema, const smoe_json_schema_opts *o, char *err) {
-    smoe_jsg *b = NULL;
-    char *t = schema_text(schema, o, false, &b, err);
-    smoe_jsg_free(b);
-    return t;
-}
-
-char *smoe_json_object_grammar(const smoe_json_schema_opts *o, char *err) {
-    smoe_jsg *b = NULL;
-    char *t = schema_text(NULL, o, true, &b, err);
-    smoe_jsg_free(b);
-    return t;
-}
-
-smoe_grammar *smoe_json_schema_compile(const json_t *schema, const smoe_json_schema_opts *o, char *err) {
-    smoe_jsg *b = NULL;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    char *text = schema_text(schema, o, schema == NULL, &b, err);
-    smoe_grammar *g = NULL;
-    if (text) {
-        char gerr[SMOE_ERR_SIZE];
-        g = smoe_grammar_new(text, strlen(text), gerr);
-        if (!g) {
-            /* name the subschema behind a rule the grammar checks refused */
-            const char *p = strstr(gerr, "rule 's");
-            int id = p ? atoi(p + 7) : 0;
-            if (strstr(gerr, "never finish") || strstr(gerr, "no finite document")) {
-                if (id > 0 && id < b->cap_paths && b->rule_paths[id])
-                    smoe_errf(err, "schema at %.300s: unsatisfiable: no finite value matches (a required recursion never ends)",
-                              b->rule_paths[id]);
-                else smoe_errf(err, "schema: unsatisfiable: no finite value matches (a required recursion never ends)");
-            } else {
-                smoe_errf(err, "schema: %s", gerr);
+    const json_t *cur = b->root;
+    const char *p = ref + 1;
+    if (*p && *p != '/') {
+        js_where_err(b, "$ref '%.200s': anchors are not supported, only JSON pointers (\"#/$defs/name\")", ref);
+        return NULL;
+    }
+    while (*p == '/') {
+        p++;
+        char seg[512];
+        size_t n = 0;
+        while (*p && *p != '/') {
+            char c = *p++;
+            if (c == '~' && (*p == '0' || *p == '1')) c = *p++ == '0' ? '~' : '/';
+            else if (c == '%' && isxdigit((unsigned char)p[0]) && isxdigit((unsigned char)p[1])) {
+                char hx[3] = {p[0], p[1], 0};
+                c = (char)strtol(hx, NULL, 16);
+                p += 2;
             }
+            if (n + 1 < sizeof seg) seg[n++] = c;
+        }
+        seg[n] = 0;
+        if (json_is_object(cur)) cur = json_object_get(cur, seg);
+        else if (json_is_array(cur)) {
+            char *end;
+            long i = strtol(seg, &end, 10);
+            cur = (*end || n == 0 || i < 0) ? NULL : json_array_get(cur, (size_t)i);
+        } else cur = NULL;
+        if (!cur) {
+            js_where_err(b, "$ref '%.200s' points to nothing", ref);
+            return NULL;
         }
     }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    if (g) g->compile_ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
-    free(text);
-    smoe_jsg_free(b);
-    return g;
+    return cur;
 }
