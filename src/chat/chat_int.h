@@ -60,10 +60,9 @@ typedef struct {
     char *tool_prompt; /* v1 with tools (tool_choice not none): the instruction */
 } conv;
 
-
 /* Check request (the rules are in chat.h) and normalise it into c, whose
  * fmt is set; the first turn is then a user turn.  On error err holds one
- * line; c is freed by chat_conv_free() either way. */
+ * line; the caller frees c with chat_conv_free() either way. */
 int chat_read_request(const json_t *request, conv *c, char *err);
 void chat_conv_free(conv *c);
 
