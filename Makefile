@@ -24,7 +24,7 @@ endif
 ALL_CFLAGS = $(CSTD) $(WARN) $(CFLAGS) $(VECT) -fopenmp -Iinclude -Isrc -MMD -MP
 LIBS       = -fopenmp -ljansson -lm
 
-LIB_SRC  = $(wildcard src/*.c src/base/*.c src/format/*.c src/kernels/*.c src/model/*.c src/tokenizer/*.c src/chat/*.c src/engine/*.c src/grammar/*.c src/api/*.c)
+LIB_SRC  = $(wildcard src/*.c src/base/*.c src/json/*.c src/format/*.c src/kernels/*.c src/model/*.c src/tokenizer/*.c src/chat/*.c src/engine/*.c src/grammar/*.c src/api/*.c)
 CLI_SRC  = $(wildcard src/cli/*.c)
 # the HTTP server (`smoe serve`): linked into the smoe binary only
 SERVER_SRC  = $(wildcard src/server/*.c)

@@ -62,8 +62,8 @@
  * ensure_ascii=False: mistral-common calls json.dumps(..., ensure_ascii=False)
  * for tools, tool calls and tool results, so non-ASCII characters go into the
  * prompt as themselves (UTF-8), not as \uXXXX escapes.  Control characters,
- * '"' and '\' are escaped as Python does.  smoe_json_dumps_py() can also do
- * ensure_ascii=True (the json.dumps default).
+ * '"' and '\' are escaped as Python does (smoe_json_dumps_py(),
+ * src/json/pyjson.h).
  *
  * Normalisation (as mistral-common does before encoding):
  *   - content is a string or an array of {"type": "text", "text": ...}
@@ -180,19 +180,5 @@ const char *smoe_chat_format_name(smoe_chat_format fmt);
  * On error out is left as it was and err holds one line. */
 int smoe_chat_render(const smoe_tokenizer *tok, smoe_chat_format fmt, const json_t *request,
                      smoe_tokens *out, char *err);
-
-/* Python's json.dumps(v) with default separators, key order as stored,
- * floats as repr(), and the given ensure_ascii (True: every character above
- * U+007E and DEL as \uXXXX, astral ones as surrogate pairs, lowercase hex;
- * False: only '"', '\' and U+0000..U+001F are escaped).  Returns a malloc'd
- * NUL-terminated string (*len, when not NULL, gets its length; strings may
- * hold NUL characters, which come out escaped), or NULL with err. */
-char *smoe_json_dumps_py(const json_t *v, bool ensure_ascii, size_t *len, char *err);
-
-/* Python's repr() of a float: the shortest digits that read back as d,
- * positional when the decimal exponent is in [-4, 16), else d.ddde+XX;
- * "NaN", "Infinity", "-Infinity" as json.dumps writes them.  buf must hold
- * 32 bytes; returns the length written (NUL-terminated). */
-size_t smoe_py_float_repr(double d, char *buf);
 
 #endif

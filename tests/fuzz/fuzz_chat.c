@@ -23,6 +23,7 @@
 #include "chat/chat.h"
 #include "common.h"
 #include "fuzz_util.h"
+#include "json/pyjson.h"
 #include "tokenizer/tokenizer.h"
 
 static const smoe_tokenizer *get_tokenizer(int flavor) {

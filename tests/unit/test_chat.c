@@ -14,6 +14,7 @@
 
 #include "chat/chat.h"
 #include "common.h"
+#include "json/pyjson.h"
 
 /* ---------------------------------------------------------------------------
  * JSON serialiser
