@@ -91,7 +91,10 @@ static int32_t render(const smoe_tokenizer *t, const char *format, const json_t 
     int f = smoe_chat_format_from_name(format);
     if (f < 0) return smoe_errf(err, "chat format '%s' is not v1 or v3", format ? format : "(null)");
     smoe_tokens l = {0};
-    if (smoe_chat_render(t, (smoe_chat_format)f, req, &l, err)) return -1;
+    if (smoe_chat_render(t, (smoe_chat_format)f, req, &l, err)) {
+        smoe_tokens_free(&l); /* a failed render may leave its array allocated */
+        return -1;
+    }
     int32_t n = give_tokens(&l, out, cap);
     smoe_tokens_free(&l);
     return n;

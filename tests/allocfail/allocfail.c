@@ -30,6 +30,7 @@
 #include "chat/chat.h"
 #include "common.h"
 #include "engine/sampler.h"
+#include "engine/scheduler.h"
 #include "engine/session.h"
 #include "grammar/grammar.h"
 #include "grammar/json_schema.h"
@@ -42,6 +43,7 @@
 #include "server/tokenize.h"
 #include "server/util.h"
 #include "smoe.h"
+#include "smoe_gen.h"
 #include "tokenizer/tokenizer.h"
 
 size_t __sanitizer_get_current_allocated_bytes(void);
@@ -219,6 +221,69 @@ static void after_generate_reused(void) {
     CHECK(b.n == ref_gen.n && memcmp(b.s, ref_gen.s, b.n) == 0, "generate (reused) after a failure: different text");
 }
 
+/* Continuous batching: two jobs side by side through the scheduler (one
+ * greedy with logprobs, one sampled with a stop string), their texts
+ * against a run without failures. */
+typedef struct sched_out { textbuf text; int n_lp; smoe_finish finish; char err[SMOE_ERR_SIZE]; bool done; } sched_out;
+static sched_out ref_sched[2];
+
+static void sched_text(void *user, const char *t, size_t len, const smoe_token_lp *lp, int n_lp) {
+    sched_out *o = user;
+    emit(&o->text, t, len);
+    o->n_lp += n_lp;
+    (void)lp;
+}
+
+static void sched_done(void *user, const smoe_job_stats *st, const char *err) {
+    sched_out *o = user;
+    o->finish = st->finish;
+    o->done = true;
+    snprintf(o->err, sizeof o->err, "%s", err);
+}
+
+static int run_sched(sched_out out[2], char *err) {
+    smoe_sched_opts so = {.n_slots = 2, .n_ctx = 64, .chunk = 8, .kv_type = SMOE_KV_F16};
+    smoe_sched *s = smoe_sched_new(model, tok, &so, err);
+    if (!s) return -1;
+    memset(out, 0, 2 * sizeof *out);
+    static const char *const stops[] = {"zzz"};
+    smoe_job_params p[2];
+    for (int i = 0; i < 2; i++) {
+        memset(&p[i], 0, sizeof p[i]);
+        smoe_sampler_defaults(&p[i].sampling);
+        p[i].max_tokens = 4;
+        p[i].top_logprobs = -1;
+    }
+    p[0].sampling.temperature = 0;
+    p[0].top_logprobs = 2;
+    p[1].sampling.seed = 7;
+    p[1].stop = stops;
+    p[1].n_stop = 1;
+    smoe_job_events ev = {sched_text, NULL, sched_done};
+    int rc = 0;
+    for (int i = 0; i < 2 && rc == 0; i++)
+        if (!smoe_sched_submit(s, ref_ids.ids, ref_ids.n < 12 ? ref_ids.n - i : 12 - i, &p[i], &ev, &out[i], err)) rc = -1;
+    while (rc == 0 && smoe_sched_active(s) > 0)
+        if (smoe_sched_step(s, err) < 0) rc = -1;
+    smoe_sched_free(s); /* cancels what still runs */
+    for (int i = 0; i < 2 && rc == 0; i++)
+        if (out[i].finish == SMOE_FINISH_ERROR) rc = smoe_errf(err, "%s", out[i].err);
+    return rc;
+}
+
+static int op_scheduler(char *err) {
+    sched_out out[2];
+    int rc = run_sched(out, err);
+    for (int i = 0; i < 2 && rc == 0; i++) {
+        CHECK(out[i].done && out[i].finish == ref_sched[i].finish, "scheduler: job %d finished differently", i);
+        CHECK(out[i].text.n == ref_sched[i].text.n && memcmp(out[i].text.s, ref_sched[i].text.s, out[i].text.n) == 0,
+              "scheduler: job %d: different text", i);
+        CHECK(out[i].n_lp == ref_sched[i].n_lp, "scheduler: job %d: %d logprob records, not %d", i, out[i].n_lp,
+              ref_sched[i].n_lp);
+    }
+    return rc;
+}
+
 /* ---------------------------------------------------------------------------
  * Chat rendering, grammars
  * ------------------------------------------------------------------------- */
@@ -259,6 +324,39 @@ static int op_chat_render(char *err) {
     }
     smoe_tokens_free(&out);
     return rc ? -1 : 0;
+}
+
+/* The public API (include/smoe_gen.h): a chat request as JSON to prompt
+ * tokens, and text through smoe_generate on a session of its own. */
+static textbuf ref_api;
+
+static int api_generate(textbuf *out, char *err) {
+    int32_t ids[256];
+    const char *fmt = chat_fmt == SMOE_CHAT_V3 ? "v3" : "v1";
+    int32_t n = smoe_chat_prompt_json(tok, fmt, chat_text, strlen(chat_text), ids, 256, err);
+    if (n < 0) return -1;
+    CHECK(n == ref_chat.n && memcmp(ids, ref_chat.ids, (size_t)n * sizeof *ids) == 0, "api: different chat prompt");
+    n = smoe_tokenizer_encode(tok, text, sizeof text - 1, false, ids, 256, err);
+    if (n < 0) return -1;
+    CHECK(n == ref_ids.n && memcmp(ids, ref_ids.ids, (size_t)n * sizeof *ids) == 0, "api: different tokens");
+    smoe_session *s = smoe_session_new(model, tok, 64, err);
+    if (!s) return -1;
+    smoe_gen_settings set;
+    smoe_gen_settings_defaults(&set);
+    set.temperature = 0;
+    set.max_tokens = 4;
+    memset(out, 0, sizeof *out);
+    smoe_gen_stats st;
+    int rc = smoe_generate(s, ids, n < 12 ? n : 12, &set, emit, out, &st, err);
+    smoe_session_free(s);
+    return rc;
+}
+
+static int op_api(char *err) {
+    textbuf b;
+    int rc = api_generate(&b, err);
+    if (rc == 0) CHECK(b.n == ref_api.n && memcmp(b.s, ref_api.s, b.n) == 0, "api: different text");
+    return rc;
 }
 
 static const char schema_text[] =
@@ -571,6 +669,8 @@ static void setup(void) {
         CHECK(req && smoe_chat_render(tok, (smoe_chat_format)chat_fmt, req, &ref_chat, err) == 0, "chat: %s", err);
     }
     chat_json = json_incref(req);
+    CHECK(run_sched(ref_sched, err) == 0, "scheduler: %s", err);
+    CHECK(api_generate(&ref_api, err) == 0, "api: %s", err);
     for (size_t i = 0; i < sizeof server_bodies / sizeof *server_bodies; i++)
         CHECK((server_json[i] = json_loads(server_bodies[i], 0, NULL)), "server body %zu", i);
     printf("chat format v%d%s\n", chat_fmt, chat_text == chat_req ? " with tools" : " (no tool support in the vocabulary)");
@@ -634,7 +734,9 @@ int main(int argc, char **argv) {
         {"forward_sample", op_forward_sample, NULL},
         {"generate", op_generate, NULL},
         {"generate_reused", op_generate_reused, after_generate_reused},
+        {"scheduler", op_scheduler, NULL},
         {"chat_render", op_chat_render, NULL},
+        {"api_generate", op_api, NULL},
         {"grammar", op_grammar, NULL},
         {"json_schema_text", op_schema_text, NULL},
         {"json_schema", op_schema, NULL},
