@@ -2,15 +2,20 @@
 #include "buf.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 int smoe_buf_add(smoe_buf *b, const void *data, size_t n) {
     if (b->oom) return -1;
+    if (n > SIZE_MAX - b->n - 1) { /* no size_t holds the result */
+        b->oom = true;
+        return -1;
+    }
     if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1) cap *= 2;
+        size_t need = b->n + n + 1, cap = b->cap ? b->cap : 256;
+        while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
         char *p = realloc(b->p, cap);
         if (!p) {
             b->oom = true;
@@ -35,14 +40,17 @@ int smoe_buf_addf(smoe_buf *b, const char *fmt, ...) {
     va_start(ap, fmt);
     int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
-    if (n < 0) return -1;
+    if (n < 0) { /* an encoding error: the text is incomplete, as after out of memory */
+        b->oom = true;
+        return -1;
+    }
     if ((size_t)n < sizeof tmp) return smoe_buf_add(b, tmp, (size_t)n);
     /* too long for the stack: format again into the buffer itself */
     if (smoe_buf_add(b, NULL, 0) || b->oom) return -1;
     size_t at = b->n;
     if (b->n + (size_t)n + 1 > b->cap) {
-        size_t cap = b->cap;
-        while (cap < b->n + (size_t)n + 1) cap *= 2;
+        size_t need = b->n + (size_t)n + 1, cap = b->cap;
+        while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
         char *p = realloc(b->p, cap);
         if (!p) {
             b->oom = true;

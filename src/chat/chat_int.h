@@ -12,24 +12,9 @@
 
 #include <jansson.h>
 
+#include "../base/buf.h"
 #include "../common.h"
 #include "chat.h"
-
-/* ------------------------------------------------------------------------
- * A growable byte string
- * ---------------------------------------------------------------------- */
-
-typedef struct {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} sbuf;
-
-/* Append n bytes (kept NUL-terminated); a failed allocation sets oom and
- * later appends do nothing, so callers check once at the end. */
-void chat_sb_put(sbuf *b, const char *s, size_t n);
-void chat_sb_str(sbuf *b, const char *s);
-void chat_sb_free(sbuf *b);
 
 static inline int oom(char *err) { return smoe_errf(err, "out of memory"); }
 
@@ -43,7 +28,7 @@ enum role { ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT, ROLE_TOOL };
 typedef struct {
     enum role role;
     size_t first_msg;  /* index in the request's messages, for errors */
-    sbuf text;         /* user/assistant: joined non-empty texts */
+    smoe_buf text;         /* user/assistant: joined non-empty texts */
     size_t n_parts;    /* how many non-empty texts went into text */
     json_t *calls;     /* assistant: array of {"name", "arguments", "id"?} */
     json_t *result;    /* tool: {"content": ..., "call_id": ...} */
@@ -54,7 +39,7 @@ typedef struct {
     smoe_chat_format fmt;
     turn *turns;
     size_t n_turns, cap_turns;
-    sbuf system;       /* system prompts joined */
+    smoe_buf system;       /* system prompts joined */
     size_t n_system;
     json_t *tools;     /* normalised tools array, or NULL when none */
     char *tool_prompt; /* v1 with tools (tool_choice not none): the instruction */

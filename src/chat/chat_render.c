@@ -95,7 +95,7 @@ static int put_json(enc *e, const json_t *j) {
 }
 
 /* One v1 user-side turn: "[INST] " + text + " [/INST]" as one segment. */
-static int put_inst(enc *e, const sbuf *s) {
+static int put_inst(enc *e, const smoe_buf *s) {
     if (s->oom) return oom(e->err);
     return put_text(e, s->p, s->n);
 }
@@ -118,20 +118,20 @@ static int render_v1(enc *e, const conv *c) {
     for (size_t k = 0; k < c->n_turns; k++) {
         const turn *t = &c->turns[k];
         if (t->role == ROLE_USER) {
-            sbuf s = {0};
-            chat_sb_str(&s, "[INST] ");
+            smoe_buf s = {0};
+            smoe_buf_adds(&s, "[INST] ");
             if (k == first_user && c->n_system) {
-                chat_sb_put(&s, c->system.p, c->system.n);
-                chat_sb_put(&s, "\n\n", 2);
+                smoe_buf_add(&s, c->system.p, c->system.n);
+                smoe_buf_add(&s, "\n\n", 2);
             }
             if (k == first_user && c->tool_prompt) { /* after the system prompt: both stay on turn 1 */
-                chat_sb_str(&s, c->tool_prompt);
-                chat_sb_put(&s, "\n\n", 2);
+                smoe_buf_adds(&s, c->tool_prompt);
+                smoe_buf_add(&s, "\n\n", 2);
             }
-            chat_sb_put(&s, t->text.p, t->text.n);
-            chat_sb_str(&s, " [/INST]");
+            smoe_buf_add(&s, t->text.p, t->text.n);
+            smoe_buf_adds(&s, " [/INST]");
             int rc = put_inst(e, &s);
-            chat_sb_free(&s);
+            smoe_buf_free(&s);
             if (rc) return -1;
         } else if (t->role == ROLE_TOOL) {
             /* consecutive results share one turn: {"tool_results": [...]} */
@@ -151,13 +151,13 @@ static int render_v1(enc *e, const conv *c) {
             json_decref(o);
             json_decref(all);
             if (!js) return -1;
-            sbuf s = {0};
-            chat_sb_str(&s, "[INST] ");
-            chat_sb_put(&s, js, n);
-            chat_sb_str(&s, " [/INST]");
+            smoe_buf s = {0};
+            smoe_buf_adds(&s, "[INST] ");
+            smoe_buf_add(&s, js, n);
+            smoe_buf_adds(&s, " [/INST]");
             free(js);
             int rc = put_inst(e, &s);
-            chat_sb_free(&s);
+            smoe_buf_free(&s);
             if (rc) return -1;
         } else if (t->calls) { /* what the model writes under the tools grammar */
             if (put_json_as(e, "tool_calls", t->calls) || put_id(e, e->v->eos_id)) return -1;
@@ -208,12 +208,12 @@ static int render_v3(enc *e, const conv *c) {
                 return -1;
             if (put_id(e, ids.inst)) return -1;
             if (k == last_user && c->n_system) {
-                sbuf s = {0};
-                chat_sb_put(&s, c->system.p, c->system.n);
-                chat_sb_put(&s, "\n\n", 2);
-                chat_sb_put(&s, t->text.p, t->text.n);
+                smoe_buf s = {0};
+                smoe_buf_add(&s, c->system.p, c->system.n);
+                smoe_buf_add(&s, "\n\n", 2);
+                smoe_buf_add(&s, t->text.p, t->text.n);
                 int rc = s.oom ? oom(e->err) : put_text(e, s.p, s.n);
-                chat_sb_free(&s);
+                smoe_buf_free(&s);
                 if (rc) return -1;
             } else if (put_text(e, t->text.p, t->text.n)) {
                 return -1;

@@ -10,52 +10,17 @@
 static const char *const role_names[] = {"system", "user", "assistant", "tool"};
 
 /* ------------------------------------------------------------------------
- * A growable byte string
- * ---------------------------------------------------------------------- */
-
-void chat_sb_put(sbuf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->n + n + 1) {
-            if (cap > SIZE_MAX / 2) {
-                b->oom = true;
-                return;
-            }
-            cap *= 2;
-        }
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    if (n) memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-}
-
-void chat_sb_str(sbuf *b, const char *s) { chat_sb_put(b, s, strlen(s)); }
-
-void chat_sb_free(sbuf *b) {
-    free(b->p);
-    memset(b, 0, sizeof *b);
-}
-
-/* ------------------------------------------------------------------------
  * The conversation
  * ---------------------------------------------------------------------- */
 
 void chat_conv_free(conv *c) {
     for (size_t i = 0; i < c->n_turns; i++) {
-        chat_sb_free(&c->turns[i].text);
+        smoe_buf_free(&c->turns[i].text);
         json_decref(c->turns[i].calls);
         json_decref(c->turns[i].result);
     }
     free(c->turns);
-    chat_sb_free(&c->system);
+    smoe_buf_free(&c->system);
     json_decref(c->tools);
     free(c->tool_prompt);
     memset(c, 0, sizeof *c);
@@ -102,16 +67,16 @@ static bool str_is(const json_t *s, const char *lit) {
 static bool is_absent(const json_t *v) { return !v || json_is_null(v); }
 
 /* Append a text fragment, joining with "\n\n" (empty fragments skipped). */
-static void add_text(sbuf *b, size_t *n_parts, const char *s, size_t n) {
+static void add_text(smoe_buf *b, size_t *n_parts, const char *s, size_t n) {
     if (n == 0) return;
-    if (*n_parts) chat_sb_put(b, "\n\n", 2);
-    chat_sb_put(b, s, n);
+    if (*n_parts) smoe_buf_add(b, "\n\n", 2);
+    smoe_buf_add(b, s, n);
     (*n_parts)++;
 }
 
 /* Read a message's "content" (string or text parts) into b.  *present is
  * false for absent/null content. */
-static int read_content(const json_t *m, const char *where, sbuf *b, size_t *n_parts, bool *present, char *err) {
+static int read_content(const json_t *m, const char *where, smoe_buf *b, size_t *n_parts, bool *present, char *err) {
     const json_t *c = json_object_get(m, "content");
     *present = !is_absent(c);
     if (!*present) return 0;
@@ -345,34 +310,34 @@ int chat_read_request(const json_t *req, conv *c, char *err) {
             return smoe_errf(err, "%s: a tool result with no tool call to answer (more tool messages than calls)",
                              where);
 
-        sbuf text = {0};
+        smoe_buf text = {0};
         size_t n_parts = 0;
         bool present;
         if (read_content(m, where, &text, &n_parts, &present, err)) {
-            chat_sb_free(&text);
+            smoe_buf_free(&text);
             return -1;
         }
         if (text.oom) { /* the content would be cut short */
-            chat_sb_free(&text);
+            smoe_buf_free(&text);
             return oom(err);
         }
         if (!present && r != ROLE_ASSISTANT) {
-            chat_sb_free(&text);
+            smoe_buf_free(&text);
             return smoe_errf(err, "%s: content is missing (a %s message needs content)", where, role_names[r]);
         }
 
         if (r == ROLE_SYSTEM) {
             if (n_parts) add_text(&c->system, &c->n_system, text.p, text.n);
-            chat_sb_free(&text);
+            smoe_buf_free(&text);
             cur = NULL;
         } else if (r == ROLE_TOOL) {
             const json_t *id = json_object_get(m, "tool_call_id"), *name = json_object_get(m, "name");
             if (!is_absent(name) && !json_is_string(name)) {
-                chat_sb_free(&text);
+                smoe_buf_free(&text);
                 return smoe_errf(err, "%s.name: must be a string", where);
             }
             if (!json_is_string(id) && !(c->fmt == SMOE_CHAT_V1 && is_absent(id))) {
-                chat_sb_free(&text);
+                smoe_buf_free(&text);
                 return smoe_errf(err, "%s: %s (the v3 format names the call each result answers)", where,
                                  is_absent(id) ? "tool_call_id is missing" : "tool_call_id must be a string");
             }
@@ -383,7 +348,7 @@ int chat_read_request(const json_t *req, conv *c, char *err) {
                 val = parse_json_text(text.p, text.n, &je);
                 if (!val) val = json_stringn_nocheck(text.p, text.n);
             }
-            chat_sb_free(&text);
+            smoe_buf_free(&text);
             turn *t = conv_add(c, ROLE_TOOL, i);
             json_t *o = json_object();
             if (!t || !o || !val || json_object_set_new(o, "content", val) ||
@@ -400,26 +365,26 @@ int chat_read_request(const json_t *req, conv *c, char *err) {
             size_t n_calls = 0;
             if (!is_absent(tcs)) {
                 if (!json_is_array(tcs)) {
-                    chat_sb_free(&text);
+                    smoe_buf_free(&text);
                     return smoe_errf(err, "%s.tool_calls: must be an array", where);
                 }
                 n_calls = json_array_size(tcs);
             }
             if (r == ROLE_ASSISTANT) {
                 if (n_calls && n_parts) {
-                    chat_sb_free(&text);
+                    smoe_buf_free(&text);
                     return smoe_errf(err, "%s: an assistant message has either content or tool_calls, not both",
                                      where);
                 }
                 if (!n_calls && !n_parts) {
-                    chat_sb_free(&text);
+                    smoe_buf_free(&text);
                     return smoe_errf(err, "%s: an assistant message needs content or tool_calls (both are empty)",
                                      where);
                 }
             }
             if (!cur || cur->role != r) {
                 if (!(cur = conv_add(c, r, i))) {
-                    chat_sb_free(&text);
+                    smoe_buf_free(&text);
                     return oom(err);
                 }
             }
@@ -427,7 +392,7 @@ int chat_read_request(const json_t *req, conv *c, char *err) {
             /* generated ids stand for the text only while it is one message */
             const json_t *gen = json_object_get(m, SMOE_CHAT_GENERATED_IDS);
             cur->ids = r == ROLE_ASSISTANT && cur->n_parts == 1 && json_is_array(gen) ? gen : NULL;
-            chat_sb_free(&text);
+            smoe_buf_free(&text);
             if (n_calls) {
                 if (!cur->calls && !(cur->calls = json_array())) return oom(err);
                 for (size_t k = 0; k < n_calls; k++) {

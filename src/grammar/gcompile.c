@@ -72,8 +72,8 @@ static void utf8_split(uint32_t lo, uint32_t hi, useqs *out) {
         }
     }
     uint8_t a[4], b[4];
-    int n = gr_utf8_encode(lo, a);
-    gr_utf8_encode(hi, b);
+    int n = smoe_utf8_encode(lo, a);
+    smoe_utf8_encode(hi, b);
     q.n = (uint8_t)n;
     for (int i = 0; i < n; i++) { q.lo[i] = a[i]; q.hi[i] = b[i]; }
     useq_push(out, &q);

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../base/buf.h"  /* smoe_buf: grammar text is built in it */
+#include "../base/utf8.h"
 #include "grammar.h"
 
 /* Limits that keep hostile grammars from exhausting memory or time. */
@@ -99,34 +101,17 @@ struct smoe_grammar {
 
 int gr_compile(const gast *ast, smoe_grammar *g, char *err);
 
-/* A growable text buffer (gparse.c); after an allocation failure it keeps
- * failing (oom set) so callers check once at the end. */
-typedef struct gr_buf {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} gr_buf;
-void gb_put(gr_buf *b, const void *s, size_t n);
-void gb_puts(gr_buf *b, const char *s);
-/* Append buffer t; if t ran out of memory, so does b (its text is partial). */
-void gb_append(gr_buf *b, const gr_buf *t);
-void gb_printf(gr_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void gb_free(gr_buf *b);
 /* s[0..n) as a grammar literal "..." (escapes for '"', '\\' and controls). */
-void gb_lit(gr_buf *b, const void *s, size_t n);
+void gb_lit(smoe_buf *b, const void *s, size_t n);
 
 /* Translate a JSON Schema "pattern" (subset, see json_schema.h) into a
  * grammar expression for the JSON-encoded content of matching strings
  * (regex.c). */
-int gr_regex_to_grammar(const char *pat, size_t len, gr_buf *out, char *err);
+int gr_regex_to_grammar(const char *pat, size_t len, smoe_buf *out, char *err);
 /* A grammar expression for one JSON string character (its canonical
  * encoding) from the code point set ranges[0..2n) (sorted, disjoint, no
  * surrogates) (regex.c). */
-void gr_emit_json_charset(gr_buf *out, const uint32_t *ranges, size_t n);
-
-/* UTF-8 helpers (gparse.c) */
-int gr_utf8_decode(const uint8_t *s, size_t n, uint32_t *cp); /* length, or 0 when invalid */
-int gr_utf8_encode(uint32_t cp, uint8_t *out);               /* length */
+void gr_emit_json_charset(smoe_buf *out, const uint32_t *ranges, size_t n);
 
 /* Runtime caches (gmatch.c): made once the automaton is complete. */
 struct grt *gr_rt_new(const smoe_grammar *g, char *err);

@@ -8,103 +8,19 @@
 #include "gint.h"
 
 /* ---------------------------------------------------------------------------
- * UTF-8
+ * Grammar literals
  * ------------------------------------------------------------------------- */
 
-int gr_utf8_decode(const uint8_t *s, size_t n, uint32_t *cp) {
-    if (n == 0) return 0;
-    uint8_t c = s[0];
-    if (c < 0x80) { *cp = c; return 1; }
-    int len;
-    uint32_t v, min;
-    if (c >= 0xC2 && c <= 0xDF) { len = 2; v = c & 0x1F; min = 0x80; }
-    else if (c >= 0xE0 && c <= 0xEF) { len = 3; v = c & 0x0F; min = 0x800; }
-    else if (c >= 0xF0 && c <= 0xF4) { len = 4; v = c & 0x07; min = 0x10000; }
-    else return 0;
-    if (n < (size_t)len) return 0;
-    for (int i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        v = (v << 6) | (s[i] & 0x3F);
-    }
-    if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) return 0;
-    *cp = v;
-    return len;
-}
-
-int gr_utf8_encode(uint32_t cp, uint8_t *o) {
-    if (cp < 0x80) { o[0] = (uint8_t)cp; return 1; }
-    if (cp < 0x800) { o[0] = (uint8_t)(0xC0 | (cp >> 6)); o[1] = (uint8_t)(0x80 | (cp & 0x3F)); return 2; }
-    if (cp < 0x10000) {
-        o[0] = (uint8_t)(0xE0 | (cp >> 12));
-        o[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
-        o[2] = (uint8_t)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (uint8_t)(0xF0 | (cp >> 18));
-    o[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3F));
-    o[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
-    o[3] = (uint8_t)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
-/* ---------------------------------------------------------------------------
- * Text buffers
- * ------------------------------------------------------------------------- */
-
-void gb_put(gr_buf *b, const void *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np) { b->oom = true; return; }
-        b->p = np;
-        b->cap = cap;
-    }
-    if (n) memcpy(b->p + b->n, s, n); /* s may be NULL when n == 0 (an empty buffer) */
-    b->n += n;
-    b->p[b->n] = 0;
-}
-
-void gb_puts(gr_buf *b, const char *s) { gb_put(b, s, strlen(s)); }
-
-void gb_append(gr_buf *b, const gr_buf *t) {
-    if (t->oom) b->oom = true;
-    else if (t->n) gb_put(b, t->p, t->n);
-}
-
-void gb_printf(gr_buf *b, const char *fmt, ...) {
-    char tmp[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0) { b->oom = true; return; }
-    if ((size_t)n < sizeof tmp) { gb_put(b, tmp, (size_t)n); return; }
-    char *big = malloc((size_t)n + 1);
-    if (!big) { b->oom = true; return; }
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    gb_put(b, big, (size_t)n);
-    free(big);
-}
-
-void gb_free(gr_buf *b) {
-    free(b->p);
-    memset(b, 0, sizeof *b);
-}
-
-void gb_lit(gr_buf *b, const void *s, size_t n) {
+void gb_lit(smoe_buf *b, const void *s, size_t n) {
     const uint8_t *p = s;
-    gb_put(b, "\"", 1);
+    smoe_buf_add(b, "\"", 1);
     for (size_t i = 0; i < n; i++) {
         uint8_t c = p[i];
-        if (c == '"' || c == '\\') { char e[2] = {'\\', (char)c}; gb_put(b, e, 2); }
-        else if (c < 0x20 || c == 0x7F) gb_printf(b, "\\x%02X", c);
-        else gb_put(b, &c, 1);
+        if (c == '"' || c == '\\') { char e[2] = {'\\', (char)c}; smoe_buf_add(b, e, 2); }
+        else if (c < 0x20 || c == 0x7F) smoe_buf_addf(b, "\\x%02X", c);
+        else smoe_buf_add(b, &c, 1);
     }
-    gb_put(b, "\"", 1);
+    smoe_buf_add(b, "\"", 1);
 }
 
 /* ---------------------------------------------------------------------------
@@ -277,7 +193,7 @@ static int read_char(parser *p, uint32_t *cp) {
     uint8_t c = (uint8_t)p->s[p->pos];
     if (c == '\n' || c == '\r') return perr(p, "a literal or class is not closed before the end of the line", NULL);
     if (c != '\\') {
-        int l = gr_utf8_decode((const uint8_t *)p->s + p->pos, p->n - p->pos, cp);
+        int l = smoe_utf8_decode((const uint8_t *)p->s + p->pos, p->n - p->pos, cp);
         if (!l) return perr(p, "invalid UTF-8", NULL);
         p->pos += (size_t)l;
         return 0;
@@ -389,7 +305,7 @@ static int32_t parse_literal(parser *p) {
         uint32_t cp;
         if (read_char(p, &cp)) return -1;
         uint8_t b[4];
-        if (push_bytes(p, b, (size_t)gr_utf8_encode(cp, b))) return -1;
+        if (push_bytes(p, b, (size_t)smoe_utf8_encode(cp, b))) return -1;
     }
     if (p->ast->n_bytes - off > (1u << 24)) return perr(p, "literal too long", NULL), -1;
     p->ast->nodes[nd].a = (int32_t)off;

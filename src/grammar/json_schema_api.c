@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "../base/clock.h"
 #include "../common.h"
 
 smoe_jsg *smoe_jsg_new(const smoe_json_schema_opts *o, char *err) {
@@ -23,7 +23,7 @@ smoe_jsg *smoe_jsg_new(const smoe_json_schema_opts *o, char *err) {
 
 void smoe_jsg_free(smoe_jsg *b) {
     if (!b) return;
-    gb_free(&b->rules);
+    smoe_buf_free(&b->rules);
     for (int i = 0; i < b->n_refs; i++) free(b->refs[i].ref);
     free(b->refs);
     json_decref(b->owned);
@@ -62,8 +62,8 @@ const char *smoe_jsg_any_string(smoe_jsg *b) { js_need(b, P_STRING); return "j-s
 const char *smoe_jsg_sep(smoe_jsg *b) { js_need(b, P_SEP); return "j-sep"; }
 
 int smoe_jsg_add_text(smoe_jsg *b, const char *rules, char *err) {
-    gb_puts(&b->rules, rules);
-    gb_puts(&b->rules, "\n");
+    smoe_buf_adds(&b->rules, rules);
+    smoe_buf_adds(&b->rules, "\n");
     return b->rules.oom ? smoe_errf(err, "out of memory") : 0;
 }
 
@@ -102,8 +102,7 @@ char *smoe_json_object_grammar(const smoe_json_schema_opts *o, char *err) {
 
 smoe_grammar *smoe_json_schema_compile(const json_t *schema, const smoe_json_schema_opts *o, char *err) {
     smoe_jsg *b = NULL;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = smoe_now_ms();
     char *text = schema_text(schema, o, schema == NULL, &b, err);
     smoe_grammar *g = NULL;
     if (text) {
@@ -123,8 +122,7 @@ smoe_grammar *smoe_json_schema_compile(const json_t *schema, const smoe_json_sch
             }
         }
     }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    if (g) g->compile_ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
+    if (g) g->compile_ms = smoe_now_ms() - t0;
     free(text);
     smoe_jsg_free(b);
     return g;

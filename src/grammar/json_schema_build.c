@@ -72,11 +72,11 @@ void js_new_name(smoe_jsg *b, char *name) {
     b->rule_paths[id] = strdup(b->path[0] ? b->path : "/");
 }
 
-void js_add_rule(smoe_jsg *b, const char *name, const gr_buf *body) {
-    gb_puts(&b->rules, name);
-    gb_puts(&b->rules, " ::= ");
-    gb_put(&b->rules, body->p ? body->p : "\"\"", body->p ? body->n : 2);
-    gb_puts(&b->rules, "\n");
+void js_add_rule(smoe_jsg *b, const char *name, const smoe_buf *body) {
+    smoe_buf_adds(&b->rules, name);
+    smoe_buf_adds(&b->rules, " ::= ");
+    smoe_buf_add(&b->rules, body->p ? body->p : "\"\"", body->p ? body->n : 2);
+    smoe_buf_adds(&b->rules, "\n");
     if (body->oom) b->rules.oom = true;
 }
 
@@ -87,30 +87,30 @@ void js_add_rule(smoe_jsg *b, const char *name, const gr_buf *body) {
 void js_need(smoe_jsg *b, unsigned p) {
     if (b->prims & p) return;
     b->prims |= p;
-    gr_buf *o = &b->rules;
+    smoe_buf *o = &b->rules;
     switch (p) {
     case P_SEP:
-        gb_puts(o, b->o.compact ? "j-sep ::= \"\"\n" : "j-sep ::= \" \"?\n");
+        smoe_buf_adds(o, b->o.compact ? "j-sep ::= \"\"\n" : "j-sep ::= \" \"?\n");
         break;
     case P_VALUE:
         js_need(b, P_OBJECT); js_need(b, P_ARRAY); js_need(b, P_STRING); js_need(b, P_NUMBER);
-        gb_puts(o, "j-value ::= j-object | j-array | j-string | j-number | \"true\" | \"false\" | \"null\"\n");
+        smoe_buf_adds(o, "j-value ::= j-object | j-array | j-string | j-number | \"true\" | \"false\" | \"null\"\n");
         break;
     case P_OBJECT:
         js_need(b, P_VALUE); js_need(b, P_STRING); js_need(b, P_SEP);
-        gb_puts(o, "j-object ::= \"{\" (j-string \":\" j-sep j-value (\",\" j-sep j-string \":\" j-sep j-value)*)? \"}\"\n");
+        smoe_buf_adds(o, "j-object ::= \"{\" (j-string \":\" j-sep j-value (\",\" j-sep j-string \":\" j-sep j-value)*)? \"}\"\n");
         break;
     case P_ARRAY:
         js_need(b, P_VALUE); js_need(b, P_SEP);
-        gb_puts(o, "j-array ::= \"[\" (j-value (\",\" j-sep j-value)*)? \"]\"\n");
+        smoe_buf_adds(o, "j-array ::= \"[\" (j-value (\",\" j-sep j-value)*)? \"]\"\n");
         break;
     case P_STRING:
         js_need(b, P_CHAR);
-        gb_puts(o, "j-string ::= \"\\\"\" j-char* \"\\\"\"\n");
+        smoe_buf_adds(o, "j-string ::= \"\\\"\" j-char* \"\\\"\"\n");
         break;
     case P_CHAR:
         /* any character, any escape; \u surrogates only as a valid pair */
-        gb_puts(o, "j-char ::= [^\"\\\\\\x00-\\x1F] | \"\\\\\" ([\"\\\\/bfnrt] | \"u\" j-u4)\n"
+        smoe_buf_adds(o, "j-char ::= [^\"\\\\\\x00-\\x1F] | \"\\\\\" ([\"\\\\/bfnrt] | \"u\" j-u4)\n"
                    "j-u4 ::= [0-9a-cA-Ce-fE-F] j-hex j-hex j-hex | [dD] [0-7] j-hex j-hex"
                    " | [dD] [89abAB] j-hex j-hex \"\\\\u\" [dD] [c-fC-F] j-hex j-hex\n"
                    "j-hex ::= [0-9a-fA-F]\n");
@@ -119,36 +119,36 @@ void js_need(smoe_jsg *b, unsigned p) {
         /* a character in its canonical encoding: raw, or j-kesc */
         uint32_t raw[8] = {0x20, 0x21, 0x23, 0x5B, 0x5D, 0xD7FF, 0xE000, 0x10FFFF};
         js_need(b, P_KESC);
-        gb_puts(o, "j-kchar ::= ");
+        smoe_buf_adds(o, "j-kchar ::= ");
         gr_emit_json_charset(o, raw, 4);
-        gb_puts(o, " | j-kesc\n");
+        smoe_buf_adds(o, " | j-kesc\n");
         break;
     }
     case P_KESC: {
         uint32_t spec[6] = {0x00, 0x1F, 0x22, 0x22, 0x5C, 0x5C};
-        gb_puts(o, "j-kesc ::= ");
+        smoe_buf_adds(o, "j-kesc ::= ");
         gr_emit_json_charset(o, spec, 3);
-        gb_puts(o, "\n");
+        smoe_buf_adds(o, "\n");
         break;
     }
     case P_NUMBER:
         /* at most 18 integer digits and a 2-digit exponent: every JSON
          * parser reads such a number (jansson refuses integers beyond 64
          * bits and reals beyond the double range) */
-        gb_puts(o, "j-number ::= \"-\"? j-uint (\".\" [0-9]+)? ([eE] [-+]? [0-9]{1,2})?\n");
+        smoe_buf_adds(o, "j-number ::= \"-\"? j-uint (\".\" [0-9]+)? ([eE] [-+]? [0-9]{1,2})?\n");
         js_need(b, P_INTEGER);
         break;
     case P_INTEGER:
-        gb_puts(o, "j-uint ::= \"0\" | [1-9] [0-9]{0,17}\n"
+        smoe_buf_adds(o, "j-uint ::= \"0\" | [1-9] [0-9]{0,17}\n"
                    "j-integer ::= \"-\"? j-uint\n");
         break;
     case P_FRAC:
-        gb_puts(o, "j-frac-any ::= (\".\" [0-9]+)?\n"
+        smoe_buf_adds(o, "j-frac-any ::= (\".\" [0-9]+)?\n"
                    "j-frac-zero ::= (\".\" \"0\"+)?\n"
                    "j-frac-nonzero ::= \".\" [0-9]* [1-9] [0-9]*\n");
         break;
     case P_DATE:
-        gb_puts(o, "j-date ::= j-year \"-\" ((\"01\" | \"03\" | \"05\" | \"07\" | \"08\" | \"10\" | \"12\") \"-\" j-d31"
+        smoe_buf_adds(o, "j-date ::= j-year \"-\" ((\"01\" | \"03\" | \"05\" | \"07\" | \"08\" | \"10\" | \"12\") \"-\" j-d31"
                    " | (\"04\" | \"06\" | \"09\" | \"11\") \"-\" j-d30 | \"02-\" j-d28) | j-leap \"-02-29\"\n"
                    "j-d28 ::= \"0\" [1-9] | \"1\" [0-9] | \"2\" [0-8]\n"
                    "j-d30 ::= j-d28 | \"29\" | \"30\"\n"
@@ -158,19 +158,19 @@ void js_need(smoe_jsg *b, unsigned p) {
                    "j-leap4 ::= \"0\" [48] | [2468] [048] | [13579] [26]\n");
         break;
     case P_TIME:
-        gb_puts(o, "j-time ::= ([01] [0-9] | \"2\" [0-3]) \":\" [0-5] [0-9] \":\" [0-5] [0-9] (\".\" [0-9]{1,6})?"
+        smoe_buf_adds(o, "j-time ::= ([01] [0-9] | \"2\" [0-3]) \":\" [0-5] [0-9] \":\" [0-5] [0-9] (\".\" [0-9]{1,6})?"
                    " (\"Z\" | [-+] ([01] [0-9] | \"2\" [0-3]) \":\" [0-5] [0-9])\n");
         break;
     case P_DATETIME:
         js_need(b, P_DATE); js_need(b, P_TIME);
-        gb_puts(o, "j-date-time ::= j-date \"T\" j-time\n");
+        smoe_buf_adds(o, "j-date-time ::= j-date \"T\" j-time\n");
         break;
     case P_UUID:
-        gb_puts(o, "j-uuid ::= j-hx{8} \"-\" j-hx{4} \"-\" j-hx{4} \"-\" j-hx{4} \"-\" j-hx{12}\n"
+        smoe_buf_adds(o, "j-uuid ::= j-hx{8} \"-\" j-hx{4} \"-\" j-hx{4} \"-\" j-hx{4} \"-\" j-hx{12}\n"
                    "j-hx ::= [0-9a-fA-F]\n");
         break;
     case P_EMAIL:
-        gb_puts(o, "j-email ::= j-atom (\".\" j-atom)* \"@\" j-label (\".\" j-label)+\n"
+        smoe_buf_adds(o, "j-email ::= j-atom (\".\" j-atom)* \"@\" j-label (\".\" j-label)+\n"
                    "j-atom ::= [A-Za-z0-9!#$%&'*+/=?^_`{|}~\\-]+\n"
                    "j-label ::= [A-Za-z0-9] ([A-Za-z0-9\\-]* [A-Za-z0-9])?\n");
         break;

@@ -93,7 +93,7 @@ static int gen_other_key(smoe_jsg *b, const char **names, int n, char *name) {
         int32_t cur = 0;
         while (pos < len) {
             uint32_t cp;
-            int l = gr_utf8_decode(s + pos, len - pos, &cp);
+            int l = smoe_utf8_decode(s + pos, len - pos, &cp);
             if (!l) { free(t); return js_where_err(b, "property name is not valid UTF-8"); }
             pos += (size_t)l;
             int32_t c = t[cur].child;
@@ -118,17 +118,17 @@ static int gen_other_key(smoe_jsg *b, const char **names, int n, char *name) {
     char nm[NAME_LEN];
     for (int32_t i = 0; i < nt; i++) js_new_name(b, nm); /* names s<base + i> */
     for (int32_t i = 0; i < nt; i++) {
-        gr_buf body = {0};
+        smoe_buf body = {0};
         int alts = 0;
-        if (!t[i].terminal) { gb_puts(&body, "\"\\\"\""); alts++; }
+        if (!t[i].terminal) { smoe_buf_adds(&body, "\"\\\"\""); alts++; }
         /* any character other than the children's, then anything */
         uint32_t *r = malloc(((size_t)nt + 6) * 2 * sizeof *r);
         size_t nr = 0;
-        if (!r) { free(t); gb_free(&body); return smoe_errf(b->err, "out of memory"); }
+        if (!r) { free(t); smoe_buf_free(&body); return smoe_errf(b->err, "out of memory"); }
         /* children code points, sorted */
         uint32_t *cps = malloc(((size_t)nt + 1) * sizeof *cps);
         size_t nc = 0;
-        if (!cps) { free(r); free(t); gb_free(&body); return smoe_errf(b->err, "out of memory"); }
+        if (!cps) { free(r); free(t); smoe_buf_free(&body); return smoe_errf(b->err, "out of memory"); }
         for (int32_t c = t[i].child; c >= 0; c = t[c].sibling) cps[nc++] = t[c].cp;
         for (size_t x = 1; x < nc; x++)
             for (size_t y = x; y > 0 && cps[y - 1] > cps[y]; y--) { uint32_t tmp = cps[y]; cps[y] = cps[y - 1]; cps[y - 1] = tmp; }
@@ -159,40 +159,40 @@ static int gen_other_key(smoe_jsg *b, const char **names, int n, char *name) {
             nr = cut_point(r, nr, 0x5C);
         }
         if (nr) {
-            if (alts++) gb_puts(&body, " | ");
-            gb_puts(&body, "(");
+            if (alts++) smoe_buf_adds(&body, " | ");
+            smoe_buf_adds(&body, "(");
             gr_emit_json_charset(&body, r, nr);
-            if (!special_child) gb_puts(&body, " | j-kesc");
-            gb_puts(&body, ") j-kchar* \"\\\"\"");
+            if (!special_child) smoe_buf_adds(&body, " | j-kesc");
+            smoe_buf_adds(&body, ") j-kchar* \"\\\"\"");
         }
         for (int32_t c = t[i].child; c >= 0; c = t[c].sibling) {
             uint8_t u[4];
-            int ul = gr_utf8_encode(t[c].cp, u);
-            gr_buf enc = {0};
+            int ul = smoe_utf8_encode(t[c].cp, u);
+            smoe_buf enc = {0};
             js_encode_string(&enc, (const char *)u, (size_t)ul);
-            if (alts++) gb_puts(&body, " | ");
+            if (alts++) smoe_buf_adds(&body, " | ");
             if (enc.oom) body.oom = true; /* enc.n - 2 would wrap around */
             else gb_lit(&body, enc.p + 1, enc.n - 2); /* without the quotes */
-            gb_printf(&body, " s%d", base + c);
-            gb_free(&enc);
+            smoe_buf_addf(&body, " s%d", base + c);
+            smoe_buf_free(&enc);
         }
         free(r);
         free(cps);
         snprintf(nm, sizeof nm, "s%d", base + i);
         js_add_rule(b, nm, &body);
-        gb_free(&body);
+        smoe_buf_free(&body);
     }
     free(t);
     /* the key with its opening quote */
-    gr_buf kb = {0};
-    gb_printf(&kb, "\"\\\"\" s%d", base);
+    smoe_buf kb = {0};
+    smoe_buf_addf(&kb, "\"\\\"\" s%d", base);
     js_new_name(b, name);
     js_add_rule(b, name, &kb);
-    gb_free(&kb);
+    smoe_buf_free(&kb);
     return 0;
 }
 
-static int gen_object(smoe_jsg *b, const json_t *s, int depth, gr_buf *o) {
+static int gen_object(smoe_jsg *b, const json_t *s, int depth, smoe_buf *o) {
     const json_t *props = json_object_get(s, "properties"), *req = json_object_get(s, "required");
     const json_t *ap = json_object_get(s, "additionalProperties");
     if (props && !json_is_object(props)) return js_where_err(b, "'properties' must be an object");
@@ -264,44 +264,44 @@ static int gen_object(smoe_jsg *b, const json_t *s, int depth, gr_buf *o) {
     char base[NAME_LEN];
     js_new_name(b, base);
     for (size_t j = n + 1; j-- > 0;) {
-        gr_buf r = {0}, f = {0};
-        gr_buf key = {0}, lit = {0};
+        smoe_buf r = {0}, f = {0};
+        smoe_buf key = {0}, lit = {0};
         if (j == n) {
             if (allow_extra) {
-                gb_printf(&r, "(\",\" j-sep %s \":\" j-sep %s)*", addk, addv);
-                gb_printf(&f, "(%s \":\" j-sep %s %s-r%zu)?", addk, addv, base, n);
+                smoe_buf_addf(&r, "(\",\" j-sep %s \":\" j-sep %s)*", addk, addv);
+                smoe_buf_addf(&f, "(%s \":\" j-sep %s %s-r%zu)?", addk, addv, base, n);
             } else {
-                gb_puts(&r, "\"\"");
-                gb_puts(&f, "\"\"");
+                smoe_buf_adds(&r, "\"\"");
+                smoe_buf_adds(&f, "\"\"");
             }
         } else {
             js_encode_string(&key, keys[j], strlen(keys[j]));
             gb_lit(&lit, key.p, key.n);
-            gr_buf kvb = {0};
-            gb_put(&kvb, lit.p, lit.n);
-            gb_printf(&kvb, " \":\" j-sep %s", vnames[j]);
+            smoe_buf kvb = {0};
+            smoe_buf_add(&kvb, lit.p, lit.n);
+            smoe_buf_addf(&kvb, " \":\" j-sep %s", vnames[j]);
             if (key.oom || lit.oom || kvb.oom) { /* add_rule passes r's out-of-memory on */
                 r.oom = true;
             } else if (required[j]) {
-                gb_printf(&r, "\",\" j-sep %s %s-r%zu", kvb.p, base, j + 1);
-                gb_printf(&f, "%s %s-r%zu", kvb.p, base, j + 1);
+                smoe_buf_addf(&r, "\",\" j-sep %s %s-r%zu", kvb.p, base, j + 1);
+                smoe_buf_addf(&f, "%s %s-r%zu", kvb.p, base, j + 1);
             } else {
-                gb_printf(&r, "(\",\" j-sep %s)? %s-r%zu", kvb.p, base, j + 1);
-                gb_printf(&f, "%s %s-r%zu | %s-f%zu", kvb.p, base, j + 1, base, j + 1);
+                smoe_buf_addf(&r, "(\",\" j-sep %s)? %s-r%zu", kvb.p, base, j + 1);
+                smoe_buf_addf(&f, "%s %s-r%zu | %s-f%zu", kvb.p, base, j + 1, base, j + 1);
             }
-            gb_free(&kvb);
+            smoe_buf_free(&kvb);
         }
         char rn[NAME_LEN + 40];
         snprintf(rn, sizeof rn, "%s-r%zu", base, j);
         js_add_rule(b, rn, &r);
         snprintf(rn, sizeof rn, "%s-f%zu", base, j);
         js_add_rule(b, rn, &f);
-        gb_free(&r);
-        gb_free(&f);
-        gb_free(&key);
-        gb_free(&lit);
+        smoe_buf_free(&r);
+        smoe_buf_free(&f);
+        smoe_buf_free(&key);
+        smoe_buf_free(&lit);
     }
-    gb_printf(o, "\"{\" %s-f0 \"}\"", base);
+    smoe_buf_addf(o, "\"{\" %s-f0 \"}\"", base);
     rc = 0;
 out:
     free(keys);
@@ -315,7 +315,7 @@ out:
  * Arrays
  * ------------------------------------------------------------------------- */
 
-static int gen_array(smoe_jsg *b, const json_t *s, int depth, gr_buf *o) {
+static int gen_array(smoe_jsg *b, const json_t *s, int depth, smoe_buf *o) {
     const json_t *items = json_object_get(s, "items"), *prefix = json_object_get(s, "prefixItems");
     if (items && json_is_array(items)) return js_where_err(b, "'items' as an array (draft 7 tuples) is not supported: use prefixItems");
     if (items && !json_is_boolean(items) && !json_is_object(items)) return js_where_err(b, "'items' must be a schema");
@@ -358,35 +358,35 @@ static int gen_array(smoe_jsg *b, const json_t *s, int depth, gr_buf *o) {
     js_new_name(b, base);
     /* A_i: elements i+1.. once i are written */
     for (size_t i = P + 1; i-- > 0;) {
-        gr_buf a = {0};
+        smoe_buf a = {0};
         const char *sep = i == 0 ? "" : "\",\" j-sep ";
         if (i == P) {
-            if (!more) gb_puts(&a, "\"\"");
+            if (!more) smoe_buf_adds(&a, "\"\"");
             else {
                 int64_t lo = mn - (int64_t)i > 0 ? mn - (int64_t)i : 0, hi = inf ? -1 : mx - (int64_t)i;
                 if (i == 0) {
                     char q[64];
                     if (hi < 0) snprintf(q, sizeof q, "{%lld,}", (long long)(lo > 0 ? lo - 1 : 0));
                     else snprintf(q, sizeof q, "{%lld,%lld}", (long long)(lo > 0 ? lo - 1 : 0), (long long)(hi - 1));
-                    if (lo > 0) gb_printf(&a, "%s (\",\" j-sep %s)%s", restn, restn, q);
-                    else gb_printf(&a, "(%s (\",\" j-sep %s)%s)?", restn, restn, q);
+                    if (lo > 0) smoe_buf_addf(&a, "%s (\",\" j-sep %s)%s", restn, restn, q);
+                    else smoe_buf_addf(&a, "(%s (\",\" j-sep %s)%s)?", restn, restn, q);
                 } else {
-                    if (hi < 0) gb_printf(&a, "(\",\" j-sep %s){%lld,}", restn, (long long)lo);
-                    else gb_printf(&a, "(\",\" j-sep %s){%lld,%lld}", restn, (long long)lo, (long long)hi);
+                    if (hi < 0) smoe_buf_addf(&a, "(\",\" j-sep %s){%lld,}", restn, (long long)lo);
+                    else smoe_buf_addf(&a, "(\",\" j-sep %s){%lld,%lld}", restn, (long long)lo, (long long)hi);
                 }
             }
         } else if ((int64_t)i < mn) {
-            gb_printf(&a, "%s%s %s-a%zu", sep, en[i], base, i + 1);
+            smoe_buf_addf(&a, "%s%s %s-a%zu", sep, en[i], base, i + 1);
         } else {
-            gb_printf(&a, "(%s%s %s-a%zu)?", sep, en[i], base, i + 1);
+            smoe_buf_addf(&a, "(%s%s %s-a%zu)?", sep, en[i], base, i + 1);
         }
         char rn[NAME_LEN + 40];
         snprintf(rn, sizeof rn, "%s-a%zu", base, i);
         js_add_rule(b, rn, &a);
-        gb_free(&a);
+        smoe_buf_free(&a);
     }
     free(en);
-    gb_printf(o, "\"[\" %s-a0 \"]\"", base);
+    smoe_buf_addf(o, "\"[\" %s-a0 \"]\"", base);
     return 0;
 }
 
@@ -410,7 +410,7 @@ static bool value_has_type(const json_t *v, int mask) {
     return false;
 }
 
-static int gen_types(smoe_jsg *b, const json_t *s, int depth, gr_buf *o) {
+static int gen_types(smoe_jsg *b, const json_t *s, int depth, smoe_buf *o) {
     int mask = js_type_mask(b, s);
     if (mask < 0) return -1;
     if (!json_object_get(s, "type")) {
@@ -431,21 +431,21 @@ static int gen_types(smoe_jsg *b, const json_t *s, int depth, gr_buf *o) {
         }
         if (!inferred) {
             js_need(b, P_VALUE);
-            gb_puts(o, "j-value");
+            smoe_buf_adds(o, "j-value");
             return 0;
         }
         mask = inferred;
     }
     if (mask & T_NUMBER) mask &= ~T_INTEGER;
     int alts = 0;
-    gb_puts(o, "(");
+    smoe_buf_adds(o, "(");
     for (int bit = 1; bit <= T_INTEGER; bit <<= 1) {
         if (!(mask & bit)) continue;
-        if (alts++) gb_puts(o, " | ");
+        if (alts++) smoe_buf_adds(o, " | ");
         int rc = 0;
         switch (bit) {
-        case T_NULL: gb_puts(o, "\"null\""); break;
-        case T_BOOL: gb_puts(o, "\"true\" | \"false\""); break;
+        case T_NULL: smoe_buf_adds(o, "\"null\""); break;
+        case T_BOOL: smoe_buf_adds(o, "\"true\" | \"false\""); break;
         case T_OBJECT: rc = gen_object(b, s, depth, o); break;
         case T_ARRAY: rc = gen_array(b, s, depth, o); break;
         case T_STRING: rc = js_gen_string(b, s, o); break;
@@ -454,13 +454,13 @@ static int gen_types(smoe_jsg *b, const json_t *s, int depth, gr_buf *o) {
         }
         if (rc) return -1;
     }
-    gb_puts(o, ")");
+    smoe_buf_adds(o, ")");
     return 0;
 }
 
-static int gen_body(smoe_jsg *b, const json_t *s, int depth, gr_buf *o) {
+static int gen_body(smoe_jsg *b, const json_t *s, int depth, smoe_buf *o) {
     if (depth > JS_MAX_DEPTH) return js_where_err(b, "the schema nests more than %d levels", JS_MAX_DEPTH);
-    if (json_is_true(s)) { js_need(b, P_VALUE); gb_puts(o, "j-value"); return 0; }
+    if (json_is_true(s)) { js_need(b, P_VALUE); smoe_buf_adds(o, "j-value"); return 0; }
     if (json_is_false(s)) return js_where_err(b, "unsatisfiable: the schema is false");
     if (!json_is_object(s)) return js_where_err(b, "a schema must be an object or a boolean");
     if (js_check_keywords(b, s)) return -1;
@@ -470,7 +470,7 @@ static int gen_body(smoe_jsg *b, const json_t *s, int depth, gr_buf *o) {
     if (ref && !json_is_string(ref)) return js_where_err(b, "'$ref' must be a string");
     if (ref && !js_other_validation(s, (const char *const[]){"$ref", NULL})) {
         if (ref_rule(b, json_string_value(ref), depth, nm)) return -1;
-        gb_puts(o, nm);
+        smoe_buf_adds(o, nm);
         return 0;
     }
     if (ref || all) {
@@ -486,7 +486,7 @@ static int gen_body(smoe_jsg *b, const json_t *s, int depth, gr_buf *o) {
         static const char *const drop[] = {"anyOf", "oneOf", NULL};
         json_t *siblings = js_keep(b, js_without(s, drop));
         bool has_siblings = js_other_validation(siblings, (const char *const[]){NULL}) != NULL;
-        gb_puts(o, "(");
+        smoe_buf_adds(o, "(");
         size_t i;
         json_t *e;
         int alts = 0;
@@ -504,10 +504,10 @@ static int gen_body(smoe_jsg *b, const json_t *s, int depth, gr_buf *o) {
             if (!rc) rc = js_gen(b, branch, depth + 1, nm);
             js_path_pop(b, mark);
             if (rc) return -1;
-            if (alts++) gb_puts(o, " | ");
-            gb_puts(o, nm);
+            if (alts++) smoe_buf_adds(o, " | ");
+            smoe_buf_adds(o, nm);
         }
-        gb_puts(o, ")");
+        smoe_buf_adds(o, ")");
         if (!alts) return js_where_err(b, "unsatisfiable: every %s branch is false", kw);
         return 0;
     }
@@ -519,16 +519,16 @@ static int gen_body(smoe_jsg *b, const json_t *s, int depth, gr_buf *o) {
         int mask = js_type_mask(b, s);
         if (mask < 0) return -1;
         int alts = 0;
-        gb_puts(o, "(");
+        smoe_buf_adds(o, "(");
         size_t n = en ? json_array_size(en) : 1;
         for (size_t i = 0; i < n; i++) {
             const json_t *v = en ? json_array_get(en, i) : cn;
             if (!value_has_type(v, mask)) continue;
             if (cn && en && !json_equal((json_t *)v, (json_t *)cn)) continue;
-            if (alts++) gb_puts(o, " | ");
+            if (alts++) smoe_buf_adds(o, " | ");
             if (js_emit_value(b, o, v, 0)) return -1;
         }
-        gb_puts(o, ")");
+        smoe_buf_adds(o, ")");
         if (!alts) return js_where_err(b, "unsatisfiable: %s", en && json_array_size(en) == 0 ? "enum is empty"
                                                                : "no enum/const value has an allowed type");
         return 0;
@@ -537,10 +537,10 @@ static int gen_body(smoe_jsg *b, const json_t *s, int depth, gr_buf *o) {
 }
 
 static int gen_named(smoe_jsg *b, const json_t *s, int depth, const char *name) {
-    gr_buf body = {0};
+    smoe_buf body = {0};
     int rc = gen_body(b, s, depth, &body);
     if (rc == 0) js_add_rule(b, name, &body);
-    gb_free(&body);
+    smoe_buf_free(&body);
     return rc;
 }
 

@@ -47,7 +47,7 @@ typedef struct jref {
 
 struct smoe_jsg {
     smoe_json_schema_opts o;
-    gr_buf rules;
+    smoe_buf rules;
     unsigned prims;
     int counter;
     jref *refs;
@@ -71,7 +71,7 @@ void js_path_pop(smoe_jsg *b, size_t n);
 /* A fresh rule name "sN" (remembering the path it was made for). */
 void js_new_name(smoe_jsg *b, char *name);
 /* Append the rule "name ::= body". */
-void js_add_rule(smoe_jsg *b, const char *name, const gr_buf *body);
+void js_add_rule(smoe_jsg *b, const char *name, const smoe_buf *body);
 /* Emit the shared rule p (one of P_*) unless already there. */
 void js_need(smoe_jsg *b, unsigned p);
 
@@ -95,19 +95,19 @@ const json_t *js_resolve_ref(smoe_jsg *b, const char *ref);
  * ------------------------------------------------------------------------- */
 
 /* The canonical JSON encoding of a string (with its quotes) into o. */
-void js_encode_string(gr_buf *o, const char *s, size_t n);
+void js_encode_string(smoe_buf *o, const char *s, size_t n);
 /* A grammar expression matching exactly the JSON value v. */
-int js_emit_value(smoe_jsg *b, gr_buf *o, const json_t *v, int depth);
+int js_emit_value(smoe_jsg *b, smoe_buf *o, const json_t *v, int depth);
 /* A count keyword (minItems...): *out -1 when absent. */
 int js_count_kw(smoe_jsg *b, const json_t *s, const char *k, int64_t *out);
-int js_gen_string(smoe_jsg *b, const json_t *s, gr_buf *o);
+int js_gen_string(smoe_jsg *b, const json_t *s, smoe_buf *o);
 
 /* ---------------------------------------------------------------------------
  * Numbers (json_schema_number.c)
  * ------------------------------------------------------------------------- */
 
-int js_gen_integer(smoe_jsg *b, const json_t *s, gr_buf *o);
-int js_gen_number(smoe_jsg *b, const json_t *s, gr_buf *o);
+int js_gen_integer(smoe_jsg *b, const json_t *s, smoe_buf *o);
+int js_gen_number(smoe_jsg *b, const json_t *s, smoe_buf *o);
 
 /* ---------------------------------------------------------------------------
  * allOf (json_schema_allof.c)

@@ -14,12 +14,12 @@ static bool all_char(const char *s, char c) {
 
 /* x, y: digit strings of the same length n, x <= y; every string of n
  * digits between them (leading zeros allowed below the first position). */
-static void same_len(gr_buf *o, const char *x, const char *y, int n) {
-    if (n == 1) { gb_printf(o, "[%c-%c]", x[0], y[0]); return; }
+static void same_len(smoe_buf *o, const char *x, const char *y, int n) {
+    if (n == 1) { smoe_buf_addf(o, "[%c-%c]", x[0], y[0]); return; }
     if (x[0] == y[0]) {
-        gb_printf(o, "(\"%c\" ", x[0]);
+        smoe_buf_addf(o, "(\"%c\" ", x[0]);
         same_len(o, x + 1, y + 1, n - 1);
-        gb_puts(o, ")");
+        smoe_buf_adds(o, ")");
         return;
     }
     char nines[24], zeros[24];
@@ -29,24 +29,24 @@ static void same_len(gr_buf *o, const char *x, const char *y, int n) {
     zeros[n - 1] = 0;
     char lo = x[0], hi = y[0];
     int alts = 0;
-    gb_puts(o, "(");
+    smoe_buf_adds(o, "(");
     if (!all_char(x + 1, '0')) {
-        gb_printf(o, "\"%c\" ", x[0]);
+        smoe_buf_addf(o, "\"%c\" ", x[0]);
         same_len(o, x + 1, nines, n - 1);
         lo++;
         alts++;
     }
     if (!all_char(y + 1, '9')) {
-        if (alts++) gb_puts(o, " | ");
-        gb_printf(o, "\"%c\" ", y[0]);
+        if (alts++) smoe_buf_adds(o, " | ");
+        smoe_buf_addf(o, "\"%c\" ", y[0]);
         same_len(o, zeros, y + 1, n - 1);
         hi--;
     }
     if (lo <= hi) {
-        if (alts++) gb_puts(o, " | ");
-        gb_printf(o, "[%c-%c] [0-9]{%d}", lo, hi, n - 1);
+        if (alts++) smoe_buf_adds(o, " | ");
+        smoe_buf_addf(o, "[%c-%c] [0-9]{%d}", lo, hi, n - 1);
     }
-    gb_puts(o, ")");
+    smoe_buf_adds(o, ")");
 }
 
 static int ndigits(uint64_t v) {
@@ -62,9 +62,9 @@ static uint64_t pow10u(int n) {
 }
 
 /* Canonical decimals (no leading zeros) of [a, b], b = infinity when inf. */
-static void uint_range(gr_buf *o, uint64_t a, uint64_t b, bool inf) {
+static void uint_range(smoe_buf *o, uint64_t a, uint64_t b, bool inf) {
     int la = ndigits(a), lb = inf ? la : ndigits(b);
-    gb_puts(o, "(");
+    smoe_buf_adds(o, "(");
     int alts = 0;
     for (int L = la; L <= lb; L++) {
         uint64_t lo = L == la ? a : pow10u(L - 1);
@@ -72,34 +72,34 @@ static void uint_range(gr_buf *o, uint64_t a, uint64_t b, bool inf) {
         char xs[24], ys[24];
         snprintf(xs, sizeof xs, "%0*llu", L, (unsigned long long)lo);
         snprintf(ys, sizeof ys, "%0*llu", L, (unsigned long long)hi);
-        if (alts++) gb_puts(o, " | ");
+        if (alts++) smoe_buf_adds(o, " | ");
         same_len(o, xs, ys, L);
     }
     if (inf && la <= 17) { /* open-ended: up to 18 digits, as j-uint */
-        if (alts++) gb_puts(o, " | ");
-        gb_printf(o, "[1-9] [0-9]{%d,17}", la);
+        if (alts++) smoe_buf_adds(o, " | ");
+        smoe_buf_addf(o, "[1-9] [0-9]{%d,17}", la);
     }
-    gb_puts(o, ")");
+    smoe_buf_adds(o, ")");
 }
 
 static uint64_t neg_mag(int64_t v) { return (uint64_t)(-(v + 1)) + 1; } /* |v| for v < 0 */
 
 /* Integers in [lo, hi] (either side open when has_* is false). */
-static void int_range(gr_buf *o, bool has_lo, int64_t lo, bool has_hi, int64_t hi) {
-    gb_puts(o, "(");
+static void int_range(smoe_buf *o, bool has_lo, int64_t lo, bool has_hi, int64_t hi) {
+    smoe_buf_adds(o, "(");
     int alts = 0;
     if (!has_lo || lo < 0) {
         int64_t up = has_hi && hi < -1 ? hi : -1;
-        if (alts++) gb_puts(o, " | ");
-        gb_puts(o, "\"-\" ");
+        if (alts++) smoe_buf_adds(o, " | ");
+        smoe_buf_adds(o, "\"-\" ");
         uint_range(o, neg_mag(up), has_lo ? neg_mag(lo) : 0, !has_lo);
     }
     if (!has_hi || hi >= 0) {
         uint64_t from = has_lo && lo > 0 ? (uint64_t)lo : 0;
-        if (alts++) gb_puts(o, " | ");
+        if (alts++) smoe_buf_adds(o, " | ");
         uint_range(o, from, has_hi ? (uint64_t)hi : 0, !has_hi);
     }
-    gb_puts(o, ")");
+    smoe_buf_adds(o, ")");
 }
 
 typedef struct nbound {
@@ -109,61 +109,61 @@ typedef struct nbound {
 
 /* Plain decimals m >= 0 with a <(=) m <(=) b (a, b whole numbers).
  * Returns the number of alternatives written. */
-static int magnitude(gr_buf *o, uint64_t a, bool a_excl, bool b_has, uint64_t b, bool b_excl) {
+static int magnitude(smoe_buf *o, uint64_t a, bool a_excl, bool b_has, uint64_t b, bool b_excl) {
     int alts = 0;
-    gb_puts(o, "(");
+    smoe_buf_adds(o, "(");
     /* whole part strictly inside: any fraction */
     uint64_t ilo = a_excl ? a + 1 : a;
     if (!b_has || (b >= 1 && ilo <= b - 1)) {
         alts++;
         uint_range(o, ilo, b_has ? b - 1 : 0, !b_has);
-        gb_puts(o, " j-frac-any");
+        smoe_buf_adds(o, " j-frac-any");
     }
     char num[24];
     if (a_excl && (!b_has || a < b)) {
-        if (alts++) gb_puts(o, " | ");
+        if (alts++) smoe_buf_adds(o, " | ");
         snprintf(num, sizeof num, "%llu", (unsigned long long)a);
         gb_lit(o, num, strlen(num));
-        gb_puts(o, " j-frac-nonzero");
+        smoe_buf_adds(o, " j-frac-nonzero");
     }
     if (b_has && !b_excl && (b > a || (b == a && !a_excl))) {
-        if (alts++) gb_puts(o, " | ");
+        if (alts++) smoe_buf_adds(o, " | ");
         snprintf(num, sizeof num, "%llu", (unsigned long long)b);
         gb_lit(o, num, strlen(num));
-        gb_puts(o, " j-frac-zero");
+        smoe_buf_adds(o, " j-frac-zero");
     }
-    gb_puts(o, ")");
+    smoe_buf_adds(o, ")");
     return alts;
 }
 
-static void number_range(smoe_jsg *b, gr_buf *o, nbound lo, nbound hi) {
+static void number_range(smoe_jsg *b, smoe_buf *o, nbound lo, nbound hi) {
     js_need(b, P_FRAC);
-    gb_puts(o, "(");
+    smoe_buf_adds(o, "(");
     int alts = 0;
     /* v >= 0 */
     if (!hi.has || hi.v > 0 || (hi.v == 0 && !hi.excl)) {
         bool lo_in = lo.has && lo.v >= 0;
-        gr_buf t = {0};
+        smoe_buf t = {0};
         if (magnitude(&t, lo_in ? (uint64_t)lo.v : 0, lo_in ? lo.excl : false, hi.has, hi.has ? (uint64_t)hi.v : 0,
                       hi.excl)) {
             alts++;
-            gb_append(o, &t);
+            smoe_buf_append(o, &t);
         }
-        gb_free(&t);
+        smoe_buf_free(&t);
     }
     /* v < 0: v = -m with m > 0 */
     if (!lo.has || lo.v < 0) {
         bool hi_neg = hi.has && hi.v < 0;
-        gr_buf t = {0};
+        smoe_buf t = {0};
         if (magnitude(&t, hi_neg ? neg_mag(hi.v) : 0, hi_neg ? hi.excl : true, lo.has, lo.has ? neg_mag(lo.v) : 0,
                       lo.excl)) {
-            if (alts++) gb_puts(o, " | ");
-            gb_puts(o, "\"-\" ");
-            gb_append(o, &t);
+            if (alts++) smoe_buf_adds(o, " | ");
+            smoe_buf_adds(o, "\"-\" ");
+            smoe_buf_append(o, &t);
         }
-        gb_free(&t);
+        smoe_buf_free(&t);
     }
-    gb_puts(o, ")");
+    smoe_buf_adds(o, ")");
 }
 
 /* A numeric keyword: 0 absent, 1 present (value in *d, *whole tells
@@ -187,7 +187,7 @@ static int num_kw(smoe_jsg *b, const json_t *s, const char *k, double *d, bool *
     return 1;
 }
 
-int js_gen_integer(smoe_jsg *b, const json_t *s, gr_buf *o) {
+int js_gen_integer(smoe_jsg *b, const json_t *s, smoe_buf *o) {
     bool has_lo = false, has_hi = false;
     int64_t lo = 0, hi = 0;
     static const char *const keys[4] = {"minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"};
@@ -221,14 +221,14 @@ int js_gen_integer(smoe_jsg *b, const json_t *s, gr_buf *o) {
         return js_where_err(b, "unsatisfiable: no integer lies between the minimum and the maximum");
     if (!has_lo && !has_hi) {
         js_need(b, P_INTEGER);
-        gb_puts(o, "j-integer");
+        smoe_buf_adds(o, "j-integer");
         return 0;
     }
     int_range(o, has_lo, lo, has_hi, hi);
     return 0;
 }
 
-int js_gen_number(smoe_jsg *b, const json_t *s, gr_buf *o) {
+int js_gen_number(smoe_jsg *b, const json_t *s, smoe_buf *o) {
     nbound lo = {0}, hi = {0};
     static const char *const keys[4] = {"minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"};
     for (int i = 0; i < 4; i++) {
@@ -252,7 +252,7 @@ int js_gen_number(smoe_jsg *b, const json_t *s, gr_buf *o) {
         return js_where_err(b, "unsatisfiable: the minimum is above the maximum");
     if (!lo.has && !hi.has) {
         js_need(b, P_NUMBER);
-        gb_puts(o, "j-number");
+        smoe_buf_adds(o, "j-number");
         return 0;
     }
     number_range(b, o, lo, hi);

@@ -15,8 +15,8 @@
  * ------------------------------------------------------------------------- */
 
 /* The canonical JSON encoding of a string (with its quotes) into o. */
-void js_encode_string(gr_buf *o, const char *s, size_t n) {
-    gb_put(o, "\"", 1);
+void js_encode_string(smoe_buf *o, const char *s, size_t n) {
+    smoe_buf_add(o, "\"", 1);
     for (size_t i = 0; i < n; i++) {
         uint8_t c = (uint8_t)s[i];
         char e[8];
@@ -32,21 +32,21 @@ void js_encode_string(gr_buf *o, const char *s, size_t n) {
         default:
             if (c < 0x20) { snprintf(e, sizeof e, "\\u%04x", c); put = e; }
         }
-        if (put) gb_puts(o, put);
-        else gb_put(o, &s[i], 1);
+        if (put) smoe_buf_adds(o, put);
+        else smoe_buf_add(o, &s[i], 1);
     }
-    gb_put(o, "\"", 1);
+    smoe_buf_add(o, "\"", 1);
 }
 
 /* A grammar expression matching exactly the JSON value v. */
-int js_emit_value(smoe_jsg *b, gr_buf *o, const json_t *v, int depth) {
+int js_emit_value(smoe_jsg *b, smoe_buf *o, const json_t *v, int depth) {
     if (depth > JS_MAX_DEPTH) return js_where_err(b, "an enum/const value nests more than %d levels", JS_MAX_DEPTH);
-    gr_buf t = {0};
+    smoe_buf t = {0};
     char num[64];
     switch (json_typeof(v)) {
-    case JSON_NULL: gb_puts(o, "\"null\""); return 0;
-    case JSON_TRUE: gb_puts(o, "\"true\""); return 0;
-    case JSON_FALSE: gb_puts(o, "\"false\""); return 0;
+    case JSON_NULL: smoe_buf_adds(o, "\"null\""); return 0;
+    case JSON_TRUE: smoe_buf_adds(o, "\"true\""); return 0;
+    case JSON_FALSE: smoe_buf_adds(o, "\"false\""); return 0;
     case JSON_INTEGER:
         snprintf(num, sizeof num, "%lld", (long long)json_integer_value(v));
         gb_lit(o, num, strlen(num));
@@ -60,37 +60,37 @@ int js_emit_value(smoe_jsg *b, gr_buf *o, const json_t *v, int depth) {
         js_encode_string(&t, json_string_value(v), json_string_length(v));
         if (t.oom) o->oom = true; /* else the value would silently become "" */
         else gb_lit(o, t.p, t.n);
-        gb_free(&t);
+        smoe_buf_free(&t);
         return 0;
     case JSON_ARRAY: {
         js_need(b, P_SEP);
-        gb_puts(o, "(\"[\"");
+        smoe_buf_adds(o, "(\"[\"");
         size_t i;
         json_t *e;
         json_array_foreach(v, i, e) {
-            gb_puts(o, i ? " \",\" j-sep " : " ");
+            smoe_buf_adds(o, i ? " \",\" j-sep " : " ");
             if (js_emit_value(b, o, e, depth + 1)) return -1;
         }
-        gb_puts(o, " \"]\")");
+        smoe_buf_adds(o, " \"]\")");
         return 0;
     }
     case JSON_OBJECT: {
         js_need(b, P_SEP);
-        gb_puts(o, "(\"{\"");
+        smoe_buf_adds(o, "(\"{\"");
         const char *k;
         json_t *e;
         int i = 0;
         json_object_foreach((json_t *)v, k, e) {
-            gb_puts(o, i++ ? " \",\" j-sep " : " ");
+            smoe_buf_adds(o, i++ ? " \",\" j-sep " : " ");
             js_encode_string(&t, k, strlen(k));
             if (t.oom) o->oom = true;
             else gb_lit(o, t.p, t.n);
             t.n = 0;
-            gb_puts(o, " \":\" j-sep ");
-            if (js_emit_value(b, o, e, depth + 1)) { gb_free(&t); return -1; }
+            smoe_buf_adds(o, " \":\" j-sep ");
+            if (js_emit_value(b, o, e, depth + 1)) { smoe_buf_free(&t); return -1; }
         }
-        gb_free(&t);
-        gb_puts(o, " \"}\")");
+        smoe_buf_free(&t);
+        smoe_buf_adds(o, " \"}\")");
         return 0;
     }
     }
@@ -116,7 +116,7 @@ int js_count_kw(smoe_jsg *b, const json_t *s, const char *k, int64_t *out) {
     return 0;
 }
 
-int js_gen_string(smoe_jsg *b, const json_t *s, gr_buf *o) {
+int js_gen_string(smoe_jsg *b, const json_t *s, smoe_buf *o) {
     int64_t mn, mx;
     if (js_count_kw(b, s, "minLength", &mn) || js_count_kw(b, s, "maxLength", &mx)) return -1;
     const json_t *pat = json_object_get(s, "pattern"), *fmt = json_object_get(s, "format");
@@ -126,16 +126,16 @@ int js_gen_string(smoe_jsg *b, const json_t *s, gr_buf *o) {
     if (pat && fmt) return js_where_err(b, "pattern together with format is not supported");
     if (pat) {
         if (!json_is_string(pat)) return js_where_err(b, "'pattern' must be a string");
-        gr_buf t = {0};
+        smoe_buf t = {0};
         char e[SMOE_ERR_SIZE];
         if (gr_regex_to_grammar(json_string_value(pat), json_string_length(pat), &t, e)) {
-            gb_free(&t);
+            smoe_buf_free(&t);
             return js_where_err(b, "%s", e);
         }
-        gb_puts(o, "\"\\\"\" ");
-        gb_append(o, &t);
-        gb_puts(o, " \"\\\"\"");
-        gb_free(&t);
+        smoe_buf_adds(o, "\"\\\"\" ");
+        smoe_buf_append(o, &t);
+        smoe_buf_adds(o, " \"\\\"\"");
+        smoe_buf_free(&t);
         return 0;
     }
     if (fmt) {
@@ -145,12 +145,12 @@ int js_gen_string(smoe_jsg *b, const json_t *s, gr_buf *o) {
                    : !strcmp(f, "uuid") ? P_UUID : !strcmp(f, "email") ? P_EMAIL : 0;
         if (!p) return js_where_err(b, "unsupported format '%s' (supported: date, time, date-time, uuid, email)", f);
         js_need(b, p);
-        gb_printf(o, "\"\\\"\" j-%s \"\\\"\"", f);
+        smoe_buf_addf(o, "\"\\\"\" j-%s \"\\\"\"", f);
         return 0;
     }
     js_need(b, P_CHAR);
-    if (mn < 0 && mx < 0) gb_puts(o, "\"\\\"\" j-char* \"\\\"\"");
-    else if (mx < 0) gb_printf(o, "\"\\\"\" j-char{%lld,} \"\\\"\"", (long long)mn);
-    else gb_printf(o, "\"\\\"\" j-char{%lld,%lld} \"\\\"\"", (long long)(mn < 0 ? 0 : mn), (long long)mx);
+    if (mn < 0 && mx < 0) smoe_buf_adds(o, "\"\\\"\" j-char* \"\\\"\"");
+    else if (mx < 0) smoe_buf_addf(o, "\"\\\"\" j-char{%lld,} \"\\\"\"", (long long)mn);
+    else smoe_buf_addf(o, "\"\\\"\" j-char{%lld,%lld} \"\\\"\"", (long long)(mn < 0 ? 0 : mn), (long long)mx);
     return 0;
 }

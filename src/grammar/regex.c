@@ -86,18 +86,18 @@ static void cs_normalise(cset *s, bool negate) {
     s->oom |= oom;
 }
 
-static void put_cp_escape(gr_buf *o, uint32_t cp) {
+static void put_cp_escape(smoe_buf *o, uint32_t cp) {
     if ((cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z')) {
         char c = (char)cp;
-        gb_put(o, &c, 1);
-    } else if (cp <= 0xFFFF) gb_printf(o, "\\u%04X", cp);
-    else gb_printf(o, "\\U%08X", cp);
+        smoe_buf_add(o, &c, 1);
+    } else if (cp <= 0xFFFF) smoe_buf_addf(o, "\\u%04X", cp);
+    else smoe_buf_addf(o, "\\U%08X", cp);
 }
 
-void gr_emit_json_charset(gr_buf *o, const uint32_t *r, size_t n) {
+void gr_emit_json_charset(smoe_buf *o, const uint32_t *r, size_t n) {
     /* raw part: the set without '"', '\' and controls */
     int alts = 0;
-    gr_buf raw = {0};
+    smoe_buf raw = {0};
     for (size_t i = 0; i < n; i++) {
         uint32_t lo = r[2 * i], hi = r[2 * i + 1];
         /* cut out 0x00-0x1F, 0x22, 0x5C */
@@ -107,23 +107,23 @@ void gr_emit_json_charset(gr_buf *o, const uint32_t *r, size_t n) {
             if (cut[k][1] < a || cut[k][0] > hi) continue;
             if (cut[k][0] > a) {
                 put_cp_escape(&raw, a);
-                if (cut[k][0] - 1 > a) { gb_puts(&raw, "-"); put_cp_escape(&raw, cut[k][0] - 1); }
+                if (cut[k][0] - 1 > a) { smoe_buf_adds(&raw, "-"); put_cp_escape(&raw, cut[k][0] - 1); }
             }
             a = cut[k][1] + 1;
         }
         if (a <= hi) {
             put_cp_escape(&raw, a);
-            if (hi > a) { gb_puts(&raw, "-"); put_cp_escape(&raw, hi); }
+            if (hi > a) { smoe_buf_adds(&raw, "-"); put_cp_escape(&raw, hi); }
         }
     }
-    gr_buf body = {0};
+    smoe_buf body = {0};
     if (raw.n || raw.oom) {
-        gb_puts(&body, "[");
-        gb_append(&body, &raw);
-        gb_puts(&body, "]");
+        smoe_buf_adds(&body, "[");
+        smoe_buf_append(&body, &raw);
+        smoe_buf_adds(&body, "]");
         alts++;
     }
-    gb_free(&raw);
+    smoe_buf_free(&raw);
     for (size_t i = 0; i < n; i++) {
         for (uint32_t c = r[2 * i]; c <= r[2 * i + 1] && c <= 0x5C; c++) {
             if (c >= 0x20 && c != 0x22 && c != 0x5C) {
@@ -141,15 +141,15 @@ void gr_emit_json_charset(gr_buf *o, const uint32_t *r, size_t n) {
             case '\r': strcpy(e, "\\r"); break;
             default: snprintf(e, sizeof e, "\\u%04x", c); break;
             }
-            if (alts++) gb_puts(&body, " | ");
+            if (alts++) smoe_buf_adds(&body, " | ");
             gb_lit(&body, e, strlen(e));
         }
     }
-    if (alts > 1) gb_puts(o, "(");
-    gb_append(o, &body);
+    if (alts > 1) smoe_buf_adds(o, "(");
+    smoe_buf_append(o, &body);
     if (body.oom) o->oom = true;
-    if (alts > 1) gb_puts(o, ")");
-    gb_free(&body);
+    if (alts > 1) smoe_buf_adds(o, ")");
+    smoe_buf_free(&body);
 }
 
 /* ---------------------------------------------------------------------------
@@ -234,7 +234,7 @@ static int rx_escape(rx *r, uint32_t *cp, cset *cls, bool in_negated) {
 }
 
 static int rx_char(rx *r, uint32_t *cp) {
-    int l = gr_utf8_decode((const uint8_t *)r->s + r->pos, r->n - r->pos, cp);
+    int l = smoe_utf8_decode((const uint8_t *)r->s + r->pos, r->n - r->pos, cp);
     if (!l) return rx_err(r, "invalid UTF-8");
     r->pos += (size_t)l;
     return 0;
@@ -278,10 +278,10 @@ static int rx_class(rx *r, cset *s) {
     return 0;
 }
 
-static int rx_alt(rx *r, gr_buf *o, int depth, bool top, int64_t *size);
+static int rx_alt(rx *r, smoe_buf *o, int depth, bool top, int64_t *size);
 
 /* One atom with its quantifier.  Returns 1 at the end of a branch. */
-static int rx_item(rx *r, gr_buf *o, int depth, bool top, int64_t *size) {
+static int rx_item(rx *r, smoe_buf *o, int depth, bool top, int64_t *size) {
     int c = rx_peek(r);
     if (c < 0 || c == '|' || c == ')') return 1;
     if (c == '$') {
@@ -293,7 +293,7 @@ static int rx_item(rx *r, gr_buf *o, int depth, bool top, int64_t *size) {
     if (c == '^') return rx_err(r, "'^' is supported only at the start of the pattern");
     if (c == '*' || c == '+' || c == '?') return rx_err(r, "nothing to repeat");
     if (c == '{') return rx_err(r, "'{' must be escaped as \\{ when it is not a repetition");
-    gr_buf atom = {0};
+    smoe_buf atom = {0};
     int64_t asize = 1;
     cset s = {0};
     if (c == '(') {
@@ -305,26 +305,26 @@ static int rx_item(rx *r, gr_buf *o, int depth, bool top, int64_t *size) {
             else if (k == 'P' && r->pos + 1 < r->n && r->s[r->pos + 1] == '<') {
                 r->pos += 2;
                 while (r->pos < r->n && r->s[r->pos] != '>') r->pos++;
-                if (r->pos >= r->n) { gb_free(&atom); return rx_err(r, "unterminated group name"); }
+                if (r->pos >= r->n) { smoe_buf_free(&atom); return rx_err(r, "unterminated group name"); }
                 r->pos++;
             } else if (k == '<' && r->pos + 1 < r->n && r->s[r->pos + 1] != '=' && r->s[r->pos + 1] != '!') {
                 r->pos++;
                 while (r->pos < r->n && r->s[r->pos] != '>') r->pos++;
-                if (r->pos >= r->n) { gb_free(&atom); return rx_err(r, "unterminated group name"); }
+                if (r->pos >= r->n) { smoe_buf_free(&atom); return rx_err(r, "unterminated group name"); }
                 r->pos++;
             } else {
-                gb_free(&atom);
+                smoe_buf_free(&atom);
                 return rx_err(r, "lookaround, flags and other (?...) groups are not supported");
             }
         }
-        gb_puts(&atom, "(");
-        if (rx_alt(r, &atom, depth + 1, false, &asize)) { gb_free(&atom); return -1; }
-        gb_puts(&atom, ")");
-        if (rx_peek(r) != ')') { gb_free(&atom); return rx_err(r, "missing ')'"); }
+        smoe_buf_adds(&atom, "(");
+        if (rx_alt(r, &atom, depth + 1, false, &asize)) { smoe_buf_free(&atom); return -1; }
+        smoe_buf_adds(&atom, ")");
+        if (rx_peek(r) != ')') { smoe_buf_free(&atom); return rx_err(r, "missing ')'"); }
         r->pos++;
     } else {
         if (c == '[') {
-            if (rx_class(r, &s)) { free(s.r); gb_free(&atom); return -1; }
+            if (rx_class(r, &s)) { free(s.r); smoe_buf_free(&atom); return -1; }
         } else if (c == '.') {
             r->pos++;
             /* any character but line terminators (ECMAScript's rule, a
@@ -337,16 +337,16 @@ static int rx_item(rx *r, gr_buf *o, int depth, bool top, int64_t *size) {
             uint32_t cp;
             if (c == '\\') {
                 r->pos++;
-                if (rx_escape(r, &cp, &s, false)) { free(s.r); gb_free(&atom); return -1; }
+                if (rx_escape(r, &cp, &s, false)) { free(s.r); smoe_buf_free(&atom); return -1; }
                 if (cp != UINT32_MAX) cs_add(&s, cp, cp);
             } else {
-                if (c == ')') { gb_free(&atom); return rx_err(r, "unbalanced ')'"); }
-                if (rx_char(r, &cp)) { gb_free(&atom); return -1; }
+                if (c == ')') { smoe_buf_free(&atom); return rx_err(r, "unbalanced ')'"); }
+                if (rx_char(r, &cp)) { smoe_buf_free(&atom); return -1; }
                 cs_add(&s, cp, cp);
             }
             cs_normalise(&s, false);
         }
-        if (s.oom) { free(s.r); gb_free(&atom); return smoe_errf(r->err, "out of memory"); }
+        if (s.oom) { free(s.r); smoe_buf_free(&atom); return smoe_errf(r->err, "out of memory"); }
         gr_emit_json_charset(&atom, s.r, s.n);
         free(s.r);
     }
@@ -364,7 +364,7 @@ static int rx_item(rx *r, gr_buf *o, int depth, bool top, int64_t *size) {
             a = 0;
             while (p < r->n && r->s[p] >= '0' && r->s[p] <= '9') {
                 a = a * 10 + (r->s[p++] - '0');
-                if (a > RX_MAX_SIZE) { gb_free(&atom); return rx_err(r, "repetition count too large"); }
+                if (a > RX_MAX_SIZE) { smoe_buf_free(&atom); return rx_err(r, "repetition count too large"); }
             }
         }
         if (p < r->n && r->s[p] == ',') {
@@ -373,76 +373,76 @@ static int rx_item(rx *r, gr_buf *o, int depth, bool top, int64_t *size) {
                 b = 0;
                 while (p < r->n && r->s[p] >= '0' && r->s[p] <= '9') {
                     b = b * 10 + (r->s[p++] - '0');
-                    if (b > RX_MAX_SIZE) { gb_free(&atom); return rx_err(r, "repetition count too large"); }
+                    if (b > RX_MAX_SIZE) { smoe_buf_free(&atom); return rx_err(r, "repetition count too large"); }
                 }
             } else b = -1;
             if (a < 0) a = 0;
         } else b = a;
-        if (a < 0 || p >= r->n || r->s[p] != '}') { gb_free(&atom); return rx_err(r, "bad {m,n} repetition"); }
-        if (b >= 0 && b < a) { gb_free(&atom); return rx_err(r, "repetition {m,n} with n < m"); }
+        if (a < 0 || p >= r->n || r->s[p] != '}') { smoe_buf_free(&atom); return rx_err(r, "bad {m,n} repetition"); }
+        if (b >= 0 && b < a) { smoe_buf_free(&atom); return rx_err(r, "repetition {m,n} with n < m"); }
         r->pos = p + 1;
         mn = a;
         mx = b;
     } else quant = false;
     if (quant) {
         if (rx_peek(r) == '?') r->pos++; /* lazy: same language */
-        else if (rx_peek(r) == '+') { gb_free(&atom); return rx_err(r, "possessive quantifiers are not supported"); }
+        else if (rx_peek(r) == '+') { smoe_buf_free(&atom); return rx_err(r, "possessive quantifiers are not supported"); }
         int nq = rx_peek(r);
-        if (nq == '*' || nq == '+' || nq == '?' || nq == '{') { gb_free(&atom); return rx_err(r, "multiple repeat"); }
+        if (nq == '*' || nq == '+' || nq == '?' || nq == '{') { smoe_buf_free(&atom); return rx_err(r, "multiple repeat"); }
     }
     int64_t copies = mx < 0 ? mn + 1 : mx;
     *size = cap_add(*size, cap_mul(asize, copies > 0 ? copies : 1));
     if (*size > RX_MAX_SIZE)
-        { gb_free(&atom); return rx_err(r, "the pattern is too large after expanding its repetitions (limit 100000)"); }
-    gb_puts(o, " ");
-    if (!quant) gb_append(o, &atom);
+        { smoe_buf_free(&atom); return rx_err(r, "the pattern is too large after expanding its repetitions (limit 100000)"); }
+    smoe_buf_adds(o, " ");
+    if (!quant) smoe_buf_append(o, &atom);
     else {
-        gb_puts(o, "(");
-        gb_append(o, &atom);
-        if (mx < 0 && mn == 0) gb_puts(o, ")*");
-        else if (mx < 0 && mn == 1) gb_puts(o, ")+");
-        else if (mn == 0 && mx == 1) gb_puts(o, ")?");
-        else if (mx < 0) gb_printf(o, "){%ld,}", mn);
-        else gb_printf(o, "){%ld,%ld}", mn, mx);
+        smoe_buf_adds(o, "(");
+        smoe_buf_append(o, &atom);
+        if (mx < 0 && mn == 0) smoe_buf_adds(o, ")*");
+        else if (mx < 0 && mn == 1) smoe_buf_adds(o, ")+");
+        else if (mn == 0 && mx == 1) smoe_buf_adds(o, ")?");
+        else if (mx < 0) smoe_buf_addf(o, "){%ld,}", mn);
+        else smoe_buf_addf(o, "){%ld,%ld}", mn, mx);
     }
     if (atom.oom) o->oom = true;
-    gb_free(&atom);
+    smoe_buf_free(&atom);
     return 0;
 }
 
 /* Any character (unanchored ends: a search may match anywhere). */
-static void any_chars(gr_buf *o) {
+static void any_chars(smoe_buf *o) {
     uint32_t all[4] = {0, 0xD7FF, 0xE000, 0x10FFFF};
-    gb_puts(o, " (");
+    smoe_buf_adds(o, " (");
     gr_emit_json_charset(o, all, 2);
-    gb_puts(o, ")*");
+    smoe_buf_adds(o, ")*");
 }
 
-static int rx_branch(rx *r, gr_buf *o, int depth, bool top, int64_t *size) {
+static int rx_branch(rx *r, smoe_buf *o, int depth, bool top, int64_t *size) {
     bool anchored_start = false, anchored_end = false;
     if (top && rx_peek(r) == '^') { anchored_start = true; r->pos++; }
-    gr_buf body = {0};
+    smoe_buf body = {0};
     int rc;
     while ((rc = rx_item(r, &body, depth, top, size)) == 0) {}
-    if (rc < 0) { gb_free(&body); return -1; }
+    if (rc < 0) { smoe_buf_free(&body); return -1; }
     if (top && rx_peek(r) == '$') { anchored_end = true; r->pos++; }
-    gb_puts(o, "(");
+    smoe_buf_adds(o, "(");
     if (top && !anchored_start) any_chars(o);
-    if (body.n || body.oom) gb_append(o, &body);
-    else gb_puts(o, " \"\"");
+    if (body.n || body.oom) smoe_buf_append(o, &body);
+    else smoe_buf_adds(o, " \"\"");
     if (top && !anchored_end) any_chars(o);
-    gb_puts(o, " )");
+    smoe_buf_adds(o, " )");
     if (body.oom) o->oom = true;
-    gb_free(&body);
+    smoe_buf_free(&body);
     return 0;
 }
 
-static int rx_alt(rx *r, gr_buf *o, int depth, bool top, int64_t *size) {
+static int rx_alt(rx *r, smoe_buf *o, int depth, bool top, int64_t *size) {
     if (depth > RX_MAX_NEST) return rx_err(r, "groups nest too deeply");
     int64_t total = 0;
     for (int i = 0;; i++) {
         int64_t bs = 0;
-        if (i) gb_puts(o, " | ");
+        if (i) smoe_buf_adds(o, " | ");
         if (rx_branch(r, o, depth, top, &bs)) return -1;
         total = cap_add(total, bs);
         if (total > RX_MAX_SIZE) return rx_err(r, "the pattern is too large after expanding its repetitions (limit 100000)");
@@ -453,13 +453,13 @@ static int rx_alt(rx *r, gr_buf *o, int depth, bool top, int64_t *size) {
     return 0;
 }
 
-int gr_regex_to_grammar(const char *pat, size_t len, gr_buf *out, char *err) {
+int gr_regex_to_grammar(const char *pat, size_t len, smoe_buf *out, char *err) {
     rx r = {.s = pat, .n = len, .err = err};
     int64_t size = 0;
-    gb_puts(out, "(");
+    smoe_buf_adds(out, "(");
     if (rx_alt(&r, out, 0, true, &size)) return -1;
     if (r.pos != r.n) return rx_err(&r, r.s[r.pos] == ')' ? "unbalanced ')'" : "unexpected character");
-    gb_puts(out, ")");
+    smoe_buf_adds(out, ")");
     if (out->oom) return smoe_errf(err, "out of memory");
     return 0;
 }

@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "../base/clock.h"
 #include "../common.h"
 #include "gint.h"
 #include "json_schema.h"
@@ -172,83 +172,58 @@ int smoe_tool_choice_parse(const smoe_toolset *ts, const json_t *choice, const j
  * The grammar
  * ------------------------------------------------------------------------- */
 
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-/* Append printf output to a growing string; -1 when out of memory. */
-static int cat(char **s, size_t *n, size_t *cap, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static int cat(char **s, size_t *n, size_t *cap, const char *fmt, ...) {
-    va_list ap;
-    for (;;) {
-        va_start(ap, fmt);
-        int w = vsnprintf(*s ? *s + *n : NULL, *s ? *cap - *n : 0, fmt, ap);
-        va_end(ap);
-        if (w < 0) return -1;
-        if (*s && *n + (size_t)w < *cap) { *n += (size_t)w; return 0; }
-        size_t nc = (*cap ? *cap * 2 : 1024) + (size_t)w;
-        char *ns = realloc(*s, nc);
-        if (!ns) return -1;
-        if (!*s) ns[0] = 0;
-        *s = ns;
-        *cap = nc;
-    }
-}
-
 smoe_grammar *smoe_toolcall_grammar(const smoe_toolset *ts, const smoe_tool_choice *choice,
                                     smoe_toolcall_format fmt, char *err) {
     if (choice->kind == SMOE_TOOLS_NONE) return smoe_errf(err, "tool_choice none: no tool-call grammar"), NULL;
     if (ts->n == 0) return smoe_errf(err, "tools: no tools to call"), NULL;
-    double t0 = now_ms();
+    double t0 = smoe_now_ms();
     smoe_json_schema_opts o = {.no_leading_space = true};
     smoe_jsg *b = smoe_jsg_new(&o, err);
     if (!b) return NULL;
-    char *txt = NULL, *all = NULL;
-    size_t n = 0, cap = 0;
+    smoe_buf txt = {0};
+    char *all = NULL;
     smoe_grammar *g = NULL;
     const char *sep = smoe_jsg_sep(b);
     bool oom = false;
     /* one rule per callable tool: {"name": N, "arguments": A, "id": I} */
-    oom |= cat(&txt, &n, &cap, "tc-call ::=") < 0;
+    oom |= smoe_buf_addf(&txt, "tc-call ::=") < 0;
     int first = 1;
     for (int i = 0; i < ts->n; i++) {
         if (choice->kind == SMOE_TOOLS_NAMED && i != choice->named) continue;
-        oom |= cat(&txt, &n, &cap, "%s tc-c%d", first ? "" : " |", i) < 0;
+        oom |= smoe_buf_addf(&txt, "%s tc-c%d", first ? "" : " |", i) < 0;
         first = 0;
     }
-    oom |= cat(&txt, &n, &cap, "\ntc-id ::= \",\" %s \"\\\"id\\\":\" %s \"\\\"\" [a-zA-Z0-9]{%d} \"\\\"\"\n", sep, sep,
-               SMOE_TOOL_ID_LEN) < 0;
+    oom |= smoe_buf_addf(&txt, "\ntc-id ::= \",\" %s \"\\\"id\\\":\" %s \"\\\"\" [a-zA-Z0-9]{%d} \"\\\"\"\n", sep, sep,
+                         SMOE_TOOL_ID_LEN) < 0;
     for (int i = 0; i < ts->n && !oom; i++) {
         if (choice->kind == SMOE_TOOLS_NAMED && i != choice->named) continue;
         smoe_jsg_set_strict(b, ts->strict[i]);
         char serr[SMOE_ERR_SIZE];
         const char *args = smoe_jsg_add_schema(b, ts->params[i], serr);
         if (!args) { smoe_errf(err, "tools[%d].function.parameters: %s", i, serr); goto out; }
-        oom |= cat(&txt, &n, &cap,
-                   "tc-c%d ::= \"{\\\"name\\\":\" %s \"\\\"%s\\\"\" \",\" %s \"\\\"arguments\\\":\" %s %s tc-id? \"}\"\n", i,
-                   sep, ts->names[i], sep, sep, args) < 0;
+        oom |= smoe_buf_addf(&txt,
+                             "tc-c%d ::= \"{\\\"name\\\":\" %s \"\\\"%s\\\"\" \",\" %s \"\\\"arguments\\\":\" %s %s tc-id? \"}\"\n",
+                             i, sep, ts->names[i], sep, sep, args) < 0;
     }
     const char *calls = choice->parallel ? "\"[\" tc-call (\",\" %s tc-call)* \"]\"" : "\"[\" tc-call \"]\"%s";
-    oom |= cat(&txt, &n, &cap, "tc-calls ::= ") < 0;
-    oom |= cat(&txt, &n, &cap, calls, choice->parallel ? sep : "") < 0;
+    oom |= smoe_buf_addf(&txt, "tc-calls ::= ") < 0;
+    oom |= smoe_buf_addf(&txt, calls, choice->parallel ? sep : "") < 0;
     if (fmt == SMOE_TOOLCALL_V3) {
-        oom |= cat(&txt, &n, &cap, "\nroot ::= \" \"? tc-calls\n") < 0;
+        oom |= smoe_buf_addf(&txt, "\nroot ::= \" \"? tc-calls\n") < 0;
     } else {
-        oom |= cat(&txt, &n, &cap, "\nroot ::= \" \"? \"{\\\"tool_calls\\\":\" %s tc-calls \"}\"", sep) < 0;
+        oom |= smoe_buf_addf(&txt, "\nroot ::= \" \"? \"{\\\"tool_calls\\\":\" %s tc-calls \"}\"", sep) < 0;
         if (choice->kind == SMOE_TOOLS_AUTO)
-            oom |= cat(&txt, &n, &cap, " | \" \"? \"{\\\"content\\\":\" %s %s \"}\"", sep, smoe_jsg_any_string(b)) < 0;
-        oom |= cat(&txt, &n, &cap, "\n") < 0;
+            oom |= smoe_buf_addf(&txt, " | \" \"? \"{\\\"content\\\":\" %s %s \"}\"", sep, smoe_jsg_any_string(b)) < 0;
+        oom |= smoe_buf_addf(&txt, "\n") < 0;
     }
-    if (oom || smoe_jsg_add_text(b, txt, err)) { if (oom) smoe_errf(err, "out of memory"); goto out; }
+    if (oom || smoe_jsg_add_text(b, txt.p, err)) { if (oom) smoe_errf(err, "out of memory"); goto out; }
     if (!(all = smoe_jsg_text(b, err))) goto out;
     char gerr[SMOE_ERR_SIZE];
     g = smoe_grammar_new(all, strlen(all), gerr);
     if (!g) smoe_errf(err, "tools: %s", gerr);
-    else g->compile_ms = now_ms() - t0;
+    else g->compile_ms = smoe_now_ms() - t0;
 out:
-    free(txt);
+    smoe_buf_free(&txt);
     free(all);
     smoe_jsg_free(b);
     return g;
@@ -257,20 +232,19 @@ out:
 char *smoe_toolcall_object_prompt(const smoe_toolset *ts, const smoe_tool_choice *choice, char *err) {
     char *tools = json_dumps(ts->tools, JSON_COMPACT | JSON_PRESERVE_ORDER);
     if (!tools) return smoe_errf(err, "out of memory"), NULL;
-    char *s = NULL;
-    size_t n = 0, cap = 0;
-    int bad = cat(&s, &n, &cap, "You can call these functions (JSON Schema of their arguments included):\n%s\n", tools) < 0;
+    smoe_buf s = {0};
+    int bad = smoe_buf_addf(&s, "You can call these functions (JSON Schema of their arguments included):\n%s\n", tools) < 0;
     free(tools);
     if (choice->kind == SMOE_TOOLS_NAMED)
-        bad |= cat(&s, &n, &cap, "Call the function %s.\n", ts->names[choice->named]) < 0;
-    bad |= cat(&s, &n, &cap,
-               "Answer with one JSON object and nothing else: {\"tool_calls\": [{\"name\": <function name>, "
+        bad |= smoe_buf_addf(&s, "Call the function %s.\n", ts->names[choice->named]) < 0;
+    bad |= smoe_buf_addf(&s,
+                         "Answer with one JSON object and nothing else: {\"tool_calls\": [{\"name\": <function name>, "
                "\"arguments\": {<arguments>}}]} to call %s", choice->parallel ? "one or more functions" : "one function") < 0;
     if (choice->kind == SMOE_TOOLS_AUTO)
-        bad |= cat(&s, &n, &cap, ", or {\"content\": <your answer as text>} to answer without calling one") < 0;
-    bad |= cat(&s, &n, &cap, ".") < 0;
-    if (bad) { free(s); return smoe_errf(err, "out of memory"), NULL; }
-    return s;
+        bad |= smoe_buf_addf(&s, ", or {\"content\": <your answer as text>} to answer without calling one") < 0;
+    bad |= smoe_buf_addf(&s, ".") < 0;
+    if (bad) { smoe_buf_free(&s); return smoe_errf(err, "out of memory"), NULL; }
+    return s.p;
 }
 
 /* ---------------------------------------------------------------------------

@@ -7,49 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../base/buf.h"
+#include "../base/utf8.h"
 #include "../common.h"
-
-/* ------------------------------------------------------------------------
- * A growable byte string (the dump's output; out of memory is remembered
- * and reported once at the end)
- * ---------------------------------------------------------------------- */
-
-typedef struct {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->n + n + 1) {
-            if (cap > SIZE_MAX / 2) {
-                b->oom = true;
-                return;
-            }
-            cap *= 2;
-        }
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    if (n) memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-}
-
-static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-
-static void sb_free(sbuf *b) {
-    free(b->p);
-    memset(b, 0, sizeof *b);
-}
 
 /* ------------------------------------------------------------------------
  * repr() of a float
@@ -155,40 +115,17 @@ size_t smoe_py_float_repr(double d, char *buf) {
  * json.dumps()
  * ---------------------------------------------------------------------- */
 
-/* Decode one UTF-8 character of s[0..n); returns its length (0 if invalid). */
-static int utf8_decode(const unsigned char *s, size_t n, uint32_t *cp) {
-    unsigned char c = s[0];
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    int len;
-    uint32_t v, min;
-    if (c >= 0xC2 && c <= 0xDF) len = 2, v = c & 0x1F, min = 0x80;
-    else if (c >= 0xE0 && c <= 0xEF) len = 3, v = c & 0x0F, min = 0x800;
-    else if (c >= 0xF0 && c <= 0xF4) len = 4, v = c & 0x07, min = 0x10000;
-    else return 0;
-    if ((size_t)len > n) return 0;
-    for (int i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        v = (v << 6) | (s[i] & 0x3F);
-    }
-    if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) return 0;
-    *cp = v;
-    return len;
-}
-
-static int dump_string(sbuf *b, const char *str, size_t len, bool ascii, char *err) {
+static int dump_string(smoe_buf *b, const char *str, size_t len, bool ascii, char *err) {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *s = (const unsigned char *)str;
-    sb_put(b, "\"", 1);
+    smoe_buf_add(b, "\"", 1);
     size_t i = 0;
     while (i < len) {
         unsigned char c = s[i];
         if (c >= 0x20 && c != '"' && c != '\\' && c < 0x7F) { /* a run of plain ASCII */
             size_t j = i + 1;
             while (j < len && s[j] >= 0x20 && s[j] != '"' && s[j] != '\\' && s[j] < 0x7F) j++;
-            sb_put(b, str + i, j - i);
+            smoe_buf_add(b, str + i, j - i);
             i = j;
             continue;
         }
@@ -204,15 +141,15 @@ static int dump_string(sbuf *b, const char *str, size_t len, bool ascii, char *e
         default: break;
         }
         if (esc) {
-            sb_str(b, esc);
+            smoe_buf_adds(b, esc);
             i++;
             continue;
         }
         uint32_t cp;
-        int l = utf8_decode(s + i, len - i, &cp);
+        int l = smoe_utf8_decode(s + i, len - i, &cp);
         if (l == 0) return smoe_errf(err, "invalid UTF-8 in a JSON string");
         if (cp >= 0x20 && !ascii) { /* DEL and non-ASCII as themselves */
-            sb_put(b, str + i, (size_t)l);
+            smoe_buf_add(b, str + i, (size_t)l);
             i += (size_t)l;
             continue;
         }
@@ -228,54 +165,54 @@ static int dump_string(sbuf *b, const char *str, size_t len, bool ascii, char *e
         for (int k = 0; k < nu; k++) {
             char e[6] = {'\\', 'u', hex[(units[k] >> 12) & 15], hex[(units[k] >> 8) & 15],
                          hex[(units[k] >> 4) & 15], hex[units[k] & 15]};
-            sb_put(b, e, 6);
+            smoe_buf_add(b, e, 6);
         }
     }
-    sb_put(b, "\"", 1);
+    smoe_buf_add(b, "\"", 1);
     return 0;
 }
 
 #define DUMP_MAX_DEPTH 2048
 
-static int dump_value(sbuf *b, const json_t *v, bool ascii, int depth, char *err) {
+static int dump_value(smoe_buf *b, const json_t *v, bool ascii, int depth, char *err) {
     if (depth > DUMP_MAX_DEPTH) return smoe_errf(err, "JSON value nested more than %d deep", DUMP_MAX_DEPTH);
     char num[40];
     switch (json_typeof(v)) {
     case JSON_OBJECT: {
-        sb_put(b, "{", 1);
+        smoe_buf_add(b, "{", 1);
         bool first = true;
         for (void *it = json_object_iter((json_t *)v); it; it = json_object_iter_next((json_t *)v, it)) {
-            if (!first) sb_put(b, ", ", 2);
+            if (!first) smoe_buf_add(b, ", ", 2);
             first = false;
             if (dump_string(b, json_object_iter_key(it), json_object_iter_key_len(it), ascii, err)) return -1;
-            sb_put(b, ": ", 2);
+            smoe_buf_add(b, ": ", 2);
             if (dump_value(b, json_object_iter_value(it), ascii, depth + 1, err)) return -1;
         }
-        sb_put(b, "}", 1);
+        smoe_buf_add(b, "}", 1);
         return 0;
     }
     case JSON_ARRAY: {
-        sb_put(b, "[", 1);
+        smoe_buf_add(b, "[", 1);
         for (size_t i = 0; i < json_array_size(v); i++) {
-            if (i) sb_put(b, ", ", 2);
+            if (i) smoe_buf_add(b, ", ", 2);
             if (dump_value(b, json_array_get(v, i), ascii, depth + 1, err)) return -1;
         }
-        sb_put(b, "]", 1);
+        smoe_buf_add(b, "]", 1);
         return 0;
     }
     case JSON_STRING:
         return dump_string(b, json_string_value(v), json_string_length(v), ascii, err);
     case JSON_INTEGER:
         snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        sb_str(b, num);
+        smoe_buf_adds(b, num);
         return 0;
     case JSON_REAL:
         smoe_py_float_repr(json_real_value(v), num);
-        sb_str(b, num);
+        smoe_buf_adds(b, num);
         return 0;
-    case JSON_TRUE: sb_str(b, "true"); return 0;
-    case JSON_FALSE: sb_str(b, "false"); return 0;
-    case JSON_NULL: sb_str(b, "null"); return 0;
+    case JSON_TRUE: smoe_buf_adds(b, "true"); return 0;
+    case JSON_FALSE: smoe_buf_adds(b, "false"); return 0;
+    case JSON_NULL: smoe_buf_adds(b, "null"); return 0;
     }
     return smoe_errf(err, "unknown JSON value type");
 }
@@ -285,14 +222,14 @@ char *smoe_json_dumps_py(const json_t *v, bool ensure_ascii, size_t *len, char *
         smoe_errf(err, "no JSON value");
         return NULL;
     }
-    sbuf b = {0};
-    sb_put(&b, "", 0);
+    smoe_buf b = {0};
+    smoe_buf_add(&b, "", 0);
     if (dump_value(&b, v, ensure_ascii, 0, err)) {
-        sb_free(&b);
+        smoe_buf_free(&b);
         return NULL;
     }
     if (b.oom) {
-        sb_free(&b);
+        smoe_buf_free(&b);
         smoe_errf(err, "out of memory");
         return NULL;
     }
