@@ -74,6 +74,15 @@ int smoe_buf_append(smoe_buf *b, const smoe_buf *t) {
     return smoe_buf_add(b, t->p, t->n);
 }
 
+int smoe_buf_read(smoe_buf *b, FILE *fp) {
+    char chunk[1 << 16];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof chunk, fp)) > 0)
+        if (smoe_buf_add(b, chunk, got)) return -1;
+    if (ferror(fp)) return -1;
+    return smoe_buf_add(b, NULL, 0); /* an empty stream still gives "" */
+}
+
 void smoe_buf_free(smoe_buf *b) {
     free(b->p);
     memset(b, 0, sizeof *b);

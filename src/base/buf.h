@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 typedef struct smoe_buf {
     char *p;
@@ -24,6 +25,9 @@ int smoe_buf_addc(smoe_buf *b, char c);
 int smoe_buf_addf(smoe_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Append another buffer (its oom carries over). */
 int smoe_buf_append(smoe_buf *b, const smoe_buf *t);
+/* Append the rest of stream fp; -1 when out of memory (oom set) or on a
+ * read error (ferror(fp)). */
+int smoe_buf_read(smoe_buf *b, FILE *fp);
 void smoe_buf_free(smoe_buf *b);
 
 #endif

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "../chat/chat.h"
+#include "../base/buf.h"
 #include "../common.h"
 #include "gen_common.h"
 #include "cli.h"
@@ -80,23 +81,13 @@ static int read_line(line_reader *r, char *out, size_t cap) {
  * ------------------------------------------------------------------------- */
 
 typedef struct answer {
-    char *text;
-    size_t len, cap;
+    smoe_buf text;
     bool broken;
 } answer;
 
 static int emit_answer(void *user, const char *text, size_t len) {
     answer *a = user;
-    if (a->len + len + 1 > a->cap) {
-        size_t cap = (a->len + len + 1) * 2;
-        char *t = realloc(a->text, cap);
-        if (!t) return 1;
-        a->text = t;
-        a->cap = cap;
-    }
-    memcpy(a->text + a->len, text, len);
-    a->len += len;
-    a->text[a->len] = 0;
+    if (smoe_buf_add(&a->text, text, len)) return 1;
     if (fwrite(text, 1, len, stdout) != len || fflush(stdout) != 0) { a->broken = true; return 1; }
     return interrupted() ? 1 : 0;
 }
@@ -132,21 +123,21 @@ static int turn(cli_loaded *l, const cli_gen *g, json_t *req, const char *line) 
     smoe_tokens_free(&toks);
     if (rc) {
         json_array_remove(msgs, json_array_size(msgs) - 1);
-        free(a.text);
+        smoe_buf_free(&a.text);
         cli_fail("%s", err);
         return 0;
     }
-    if (a.broken) { free(a.text); return -1; }
+    if (a.broken) { smoe_buf_free(&a.text); return -1; }
     printf(res.finish == SMOE_FINISH_CANCEL ? " [interrupted]\n" : "\n");
     fflush(stdout);
-    json_t *reply = message("assistant", a.text ? a.text : "", a.len);
+    json_t *reply = message("assistant", a.text.p ? a.text.p : "", a.text.n);
     /* keep the ids the model produced, so the next turn extends the cache */
     const smoe_tokens *cached = smoe_session_tokens(l->session);
     json_t *ids = json_array();
     for (int32_t i = res.n_prompt; i < cached->n; i++) json_array_append_new(ids, json_integer(cached->ids[i]));
     json_object_set_new(reply, SMOE_CHAT_GENERATED_IDS, ids);
     json_array_append_new(msgs, reply);
-    free(a.text);
+    smoe_buf_free(&a.text);
     fprintf(stderr, "[prompt %d tokens, %d processed, %d cached | generated %d tokens, %.1f tokens/s]\n", res.n_prompt,
             res.n_prompt_processed, res.n_prompt - res.n_prompt_processed, res.n_generated,
             res.gen_ms > 0 ? res.n_generated * 1e3 / res.gen_ms : 0.0);

@@ -179,8 +179,7 @@ static int check_docs(smoe_grammar *g, bool json_lines) {
 typedef struct stream_rec {
     json_t *calls;
     json_t *content;
-    char *args;
-    size_t n_args;
+    smoe_buf args;       /* the current call's argument fragments */
     int bad;
 } stream_rec;
 
@@ -192,18 +191,14 @@ static int on_stream(void *user, smoe_tcs_event ev, int index, const char *name,
         if (cur) r->bad = 1;
         json_array_append_new(r->calls, json_pack("{s:i,s:s,s:s,s:i}", "index", index, "name", name, "id", id,
                                                    "fragments", 0));
-        r->n_args = 0;
+        r->args.n = 0;
     } else if (ev == SMOE_TCS_ARGS) {
         if (!cur) return r->bad = 1, 0;
-        char *na = realloc(r->args, r->n_args + len + 1);
-        if (!na) return 1;
-        r->args = na;
-        memcpy(r->args + r->n_args, text, len);
-        r->n_args += len;
+        if (smoe_buf_add(&r->args, text, len)) return 1;
         json_object_set_new(cur, "fragments", json_integer(json_integer_value(json_object_get(cur, "fragments")) + 1));
     } else if (ev == SMOE_TCS_END) {
         if (!cur) return r->bad = 1, 0;
-        json_object_set_new(cur, "arguments", json_stringn(r->args ? r->args : "", r->n_args));
+        json_object_set_new(cur, "arguments", json_stringn(r->args.p ? r->args.p : "", r->args.n));
     } else {
         json_t *c = r->content ? r->content : json_string("");
         size_t old = json_string_length(c);
@@ -241,7 +236,7 @@ static void tool_fields(const cli_grammar *gc, json_t *line, const char *doc, si
     if (rc || r.bad) json_object_set_new(line, "stream_error", json_true());
     json_object_set_new(line, "stream", r.calls);
     if (r.content) json_object_set_new(line, "stream_content", r.content);
-    free(r.args);
+    smoe_buf_free(&r.args);
 }
 
 static const char *finish_name(smoe_finish f) {

@@ -32,11 +32,7 @@ int cli_int(const char *s, long long min, long long max, long long *out) {
 
 char *cli_read_stream(FILE *fp, size_t *len) {
     smoe_buf b = {0};
-    char chunk[1 << 16];
-    size_t got;
-    while ((got = fread(chunk, 1, sizeof chunk, fp)) > 0)
-        if (smoe_buf_add(&b, chunk, got)) break;
-    if (!b.oom && smoe_buf_add(&b, NULL, 0) == 0 && !ferror(fp)) { /* an empty stream is "" */
+    if (smoe_buf_read(&b, fp) == 0) {
         if (len) *len = b.n;
         return b.p;
     }

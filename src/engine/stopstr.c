@@ -11,7 +11,7 @@ void smoe_stop_init(smoe_stop_filter *f, const char *const *stops, int n_stops) 
 }
 
 void smoe_stop_free(smoe_stop_filter *f) {
-    free(f->held);
+    smoe_buf_free(&f->held);
     memset(f, 0, sizeof *f);
 }
 
@@ -36,37 +36,31 @@ static size_t held_suffix(const smoe_stop_filter *f, const char *s, size_t n) {
 
 int smoe_stop_push(smoe_stop_filter *f, const char *text, size_t len, smoe_emit_fn emit, void *user) {
     if (f->n_stops == 0) return emit_text(emit, user, text, len);
-    if (f->len + len + 1 > f->cap) {
-        size_t cap = (f->len + len + 1) * 2;
-        char *b = realloc(f->held, cap);
-        if (!b) return -1;
-        f->held = b;
-        f->cap = cap;
-    }
-    memcpy(f->held + f->len, text, len);
-    f->len += len;
-    f->held[f->len] = 0;
+    if (smoe_buf_add(&f->held, text, len)) return -1;
+    char *held = f->held.p;
+    size_t n = f->held.n;
     /* the earliest complete stop string wins */
-    size_t first = f->len;
+    size_t first = n;
     for (int i = 0; i < f->n_stops; i++) {
         size_t sl = strlen(f->stops[i]);
-        for (size_t at = 0; sl && at + sl <= f->len && at < first; at++)
-            if (memcmp(f->held + at, f->stops[i], sl) == 0) { first = at; break; }
+        for (size_t at = 0; sl && at + sl <= n && at < first; at++)
+            if (memcmp(held + at, f->stops[i], sl) == 0) { first = at; break; }
     }
-    if (first < f->len) {
-        int r = emit_text(emit, user, f->held, first);
-        f->len = 0;
+    if (first < n) {
+        int r = emit_text(emit, user, held, first);
+        f->held.n = 0;
         return r ? r : 1;
     }
-    size_t keep = held_suffix(f, f->held, f->len);
-    int r = emit_text(emit, user, f->held, f->len - keep);
-    memmove(f->held, f->held + f->len - keep, keep);
-    f->len = keep;
+    size_t keep = held_suffix(f, held, n);
+    int r = emit_text(emit, user, held, n - keep);
+    memmove(held, held + n - keep, keep);
+    f->held.n = keep;
+    held[keep] = 0;
     return r;
 }
 
 int smoe_stop_flush(smoe_stop_filter *f, smoe_emit_fn emit, void *user) {
-    int r = emit_text(emit, user, f->held, f->len);
-    f->len = 0;
+    int r = emit_text(emit, user, f->held.p, f->held.n);
+    f->held.n = 0;
     return r;
 }

@@ -8,14 +8,15 @@
 
 #include <stddef.h>
 
+#include "../base/buf.h"
+
 /* Receives text ready for the user; returns non-zero to stop generation. */
 typedef int (*smoe_emit_fn)(void *user, const char *text, size_t len);
 
 typedef struct smoe_stop_filter {
     const char *const *stops;
     int n_stops;
-    char *held;
-    size_t len, cap;
+    smoe_buf held;        /* text that may still become a stop string */
 } smoe_stop_filter;
 
 void smoe_stop_init(smoe_stop_filter *f, const char *const *stops, int n_stops);

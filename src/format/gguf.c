@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../base/buf.h"
 #include "../common.h"
 #include "../kernels/types.h"
 
@@ -577,12 +578,10 @@ typedef struct wtensor {
 } wtensor;
 
 struct gguf_writer {
-    uint8_t *kv;          /* serialised key/value pairs */
-    size_t kv_len, kv_cap;
+    smoe_buf kv;          /* serialised key/value pairs; kv.oom: out of memory */
     uint64_t n_kv;
     wtensor *t;
     uint64_t n_t, cap_t;
-    bool oom;
 };
 
 gguf_writer *gguf_writer_new(void) { return calloc(1, sizeof(gguf_writer)); }
@@ -591,23 +590,11 @@ void gguf_writer_free(gguf_writer *w) {
     if (!w) return;
     for (uint64_t i = 0; i < w->n_t; i++) free(w->t[i].name);
     free(w->t);
-    free(w->kv);
+    smoe_buf_free(&w->kv);
     free(w);
 }
 
-static void put(gguf_writer *w, const void *p, size_t n) {
-    if (w->oom) return;
-    if (w->kv_len + n > w->kv_cap) {
-        size_t cap = w->kv_cap ? w->kv_cap : 4096;
-        while (cap < w->kv_len + n) cap *= 2;
-        uint8_t *b = realloc(w->kv, cap);
-        if (!b) { w->oom = true; return; }
-        w->kv = b;
-        w->kv_cap = cap;
-    }
-    memcpy(w->kv + w->kv_len, p, n);
-    w->kv_len += n;
-}
+static void put(gguf_writer *w, const void *p, size_t n) { smoe_buf_add(&w->kv, p, n); }
 
 static void put_le(gguf_writer *w, uint64_t v, int n) {
     uint8_t b[8];
@@ -627,7 +614,7 @@ static int begin_kv(gguf_writer *w, const char *key, uint32_t type) {
     return 0;
 }
 
-static int done(gguf_writer *w) { return w->oom ? -1 : 0; }
+static int done(gguf_writer *w) { return w->kv.oom ? -1 : 0; }
 
 int gguf_w_u32(gguf_writer *w, const char *key, uint32_t v) {
     begin_kv(w, key, GGUF_U32);
@@ -744,8 +731,8 @@ static int write_body(gguf_writer *w, FILE *fp, gguf_fill_fn fill, void *user, c
     for (int i = 0; i < 4; i++) hdr[4 + i] = (uint8_t)(3u >> (8 * i));
     for (int i = 0; i < 8; i++) hdr[8 + i] = (uint8_t)(w->n_t >> (8 * i));
     for (int i = 0; i < 8; i++) hdr[16 + i] = (uint8_t)(w->n_kv >> (8 * i));
-    if (write_all(fp, hdr, 24) || write_all(fp, w->kv, w->kv_len)) goto io;
-    uint64_t pos = 24 + w->kv_len, off = 0;
+    if (write_all(fp, hdr, 24) || write_all(fp, w->kv.p, w->kv.n)) goto io;
+    uint64_t pos = 24 + w->kv.n, off = 0;
     for (uint64_t i = 0; i < w->n_t; i++) {
         wtensor *t = &w->t[i];
         t->offset = off;
@@ -810,7 +797,7 @@ static void sync_dir(const char *path) {
 
 int gguf_w_write(gguf_writer *w, const char *path, gguf_fill_fn fill, void *user, char *err) {
     char inner[SMOE_ERR_SIZE];
-    if (w->oom) return smoe_errf(err, "%s: out of memory while building metadata", path);
+    if (w->kv.oom) return smoe_errf(err, "%s: out of memory while building metadata", path);
     struct stat dst;
     if (stat(path, &dst) == 0 && !S_ISREG(dst.st_mode) && !S_ISDIR(dst.st_mode))
         return write_special(w, path, fill, user, err);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../base/buf.h"
 #include "../common.h"
 #include "../format/gguf.h"
 #include "../kernels/types.h"
@@ -258,22 +259,17 @@ static int add_vocab(gguf_writer *w, smoe_synth_opts *o, char *err) {
     if (o->vocab_path) {
         FILE *fp = fopen(o->vocab_path, "rb");
         if (!fp) return smoe_errf(err, "%s: cannot open", o->vocab_path);
-        uint8_t *buf = NULL;
-        size_t len = 0, cap = 0, got;
-        do {
-            if (len == cap) {
-                cap = cap ? cap * 2 : 1 << 20;
-                uint8_t *nb = realloc(buf, cap);
-                if (!nb) { free(buf); fclose(fp); return smoe_errf(err, "out of memory"); }
-                buf = nb;
-            }
-            got = fread(buf + len, 1, cap - len, fp);
-            len += got;
-        } while (got > 0);
+        smoe_buf buf = {0};
+        int rd = smoe_buf_read(&buf, fp);
         fclose(fp);
+        if (rd) {
+            const char *why = buf.oom ? "out of memory" : "read error";
+            smoe_buf_free(&buf);
+            return smoe_errf(err, "%s: %s", o->vocab_path, why);
+        }
         char inner[SMOE_ERR_SIZE];
-        rc = smoe_vocab_from_spm(&v, buf, len, inner);
-        free(buf);
+        rc = smoe_vocab_from_spm(&v, (const uint8_t *)buf.p, buf.n, inner);
+        smoe_buf_free(&buf);
         if (rc) return smoe_errf(err, "%s: %s", o->vocab_path, inner);
     } else {
         rc = smoe_vocab_builtin_bytes(&v, err);
