@@ -10,7 +10,8 @@
 #include <string.h>
 
 #include "../chat/chat.h"
-#include "../common.h"
+#include "../base/common.h"
+#include "../json/jsonmem.h"
 #include "../engine/session.h"
 #include "../format/gguf.h"
 #include "../model/model.h"

@@ -13,7 +13,7 @@
 #include <jansson.h>
 
 #include "../base/buf.h"
-#include "../common.h"
+#include "../base/common.h"
 #include "chat.h"
 
 static inline int oom(char *err) { return smoe_errf(err, "out of memory"); }

@@ -5,6 +5,7 @@
 #include <stdio.h>
 
 #include "../grammar/toolcall.h"
+#include "../json/jsonmem.h"
 #include "chat_int.h"
 
 static const char *const role_names[] = {"system", "user", "assistant", "tool"};
@@ -131,7 +132,7 @@ static bool valid_function_name(const json_t *n) {
 
 /* Parse a JSON text (any value); NULL when it does not parse. */
 static json_t *parse_json_text(const char *s, size_t n, json_error_t *je) {
-    bool oom;   /* counted for the caller's check (common.h) */
+    bool oom;   /* counted for the caller's check (json/jsonmem.h) */
     return smoe_json_parse(s, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, je, &oom);
 }
 

@@ -33,7 +33,7 @@
 #endif
 
 #include "../base/clock.h"
-#include "../common.h"
+#include "../base/common.h"
 #include "../kernels/types.h"
 #include "../model/model.h"
 #include "gen_common.h"

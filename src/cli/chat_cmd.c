@@ -18,7 +18,7 @@
 
 #include "../chat/chat.h"
 #include "../base/buf.h"
-#include "../common.h"
+#include "../base/common.h"
 #include "gen_common.h"
 #include "cli.h"
 #include "util.h"

@@ -17,7 +17,7 @@
 
 #include "../chat/chat.h"
 #include "../base/clock.h"
-#include "../common.h"
+#include "../base/common.h"
 #include "../model/synth.h"
 #include "smoe_gen.h"
 #include "util.h"

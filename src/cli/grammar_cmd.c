@@ -12,7 +12,7 @@
 
 #include "../base/buf.h"
 #include "../base/clock.h"
-#include "../common.h"
+#include "../base/common.h"
 #include "gen_common.h"
 #include "grammar_cli.h"
 #include "cli.h"

@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../common.h"
+#include "../base/common.h"
 #include "../kernels/types.h"
 #include "../model/model.h"
 #include "cli.h"

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common.h"
+#include "../base/common.h"
 #include "../model/model.h"
 #include "cli.h"
 #include "util.h"

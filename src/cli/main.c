@@ -2,7 +2,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../common.h"
+#include "../base/common.h"
+#include "../json/jsonmem.h"
 
 #include "cli.h"
 #include "util.h"

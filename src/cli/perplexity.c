@@ -28,7 +28,7 @@
 #include <omp.h>
 #endif
 
-#include "../common.h"
+#include "../base/common.h"
 #include "../model/model.h"
 #include "../tokenizer/tokenizer.h"
 #include "cli.h"

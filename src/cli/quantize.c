@@ -61,7 +61,7 @@
 #include <unistd.h>
 
 #include "../base/clock.h"
-#include "../common.h"
+#include "../base/common.h"
 #include "../format/gguf.h"
 #include "../kernels/types.h"
 #include "cli.h"

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "../chat/chat.h"
-#include "../common.h"
+#include "../base/common.h"
 #include "gen_common.h"
 #include "grammar_cli.h"
 #include "cli.h"

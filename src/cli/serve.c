@@ -14,7 +14,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../common.h"
+#include "../base/common.h"
 #include "../server/http.h"
 #include "../server/server.h"
 #include "gen_common.h"

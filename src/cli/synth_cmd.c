@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common.h"
+#include "../base/common.h"
 #include "../kernels/types.h"
 #include "../model/synth.h"
 #include "cli.h"

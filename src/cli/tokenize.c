@@ -12,7 +12,7 @@
 #include <jansson.h>
 
 #include "../chat/chat.h"
-#include "../common.h"
+#include "../base/common.h"
 #include "../format/gguf.h"
 #include "../model/vocab.h"
 #include "../tokenizer/tokenizer.h"

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "../base/clock.h"
-#include "../common.h"
+#include "../base/common.h"
 #include "../grammar/grammar.h"
 
 typedef struct slot {

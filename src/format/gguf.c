@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "../base/buf.h"
-#include "../common.h"
+#include "../base/common.h"
 #include "../kernels/types.h"
 
 static const char *const vtype_names[GGUF_VTYPE_COUNT] = {

@@ -22,7 +22,7 @@
 #include <string.h>
 
 #include "../base/utf8.h"
-#include "../common.h"
+#include "../base/common.h"
 
 /* Limits far above any real tokenizer, so that hostile counts fail early. */
 #define SPM_MAX_PIECES    (1 << 22)

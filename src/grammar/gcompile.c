@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "../base/clock.h"
-#include "../common.h"
+#include "../base/common.h"
 #include "gint.h"
 
 /* ---------------------------------------------------------------------------

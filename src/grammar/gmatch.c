@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common.h"
+#include "../base/common.h"
 #include "gint.h"
 
 #define DS_MAX_TRANS  ((size_t)32 << 20)   /* transition entries before a flush (128 MiB) */

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common.h"
+#include "../base/common.h"
 #include "gint.h"
 
 /* ---------------------------------------------------------------------------

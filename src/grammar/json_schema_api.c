@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "../base/clock.h"
-#include "../common.h"
+#include "../base/common.h"
 
 smoe_jsg *smoe_jsg_new(const smoe_json_schema_opts *o, char *err) {
     smoe_jsg *b = calloc(1, sizeof *b);

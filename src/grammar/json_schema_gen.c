@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common.h"
+#include "../base/common.h"
 
 /* ---------------------------------------------------------------------------
  * $ref rules (recursion allowed: the rule is named before its body)

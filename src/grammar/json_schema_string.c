@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../common.h"
+#include "../base/common.h"
 #include "../json/pyjson.h"
 
 /* ---------------------------------------------------------------------------

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common.h"
+#include "../base/common.h"
 #include "gint.h"
 
 #define RX_MAX_SIZE 100000  /* characters matched after expanding repetitions */

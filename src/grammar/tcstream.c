@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "../base/utf8.h"
-#include "../common.h"
+#include "../base/common.h"
 #include "toolcall.h"
 
 enum { R_NONE, R_KEY, R_NAME, R_CONTENT };

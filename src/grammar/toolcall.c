@@ -8,7 +8,8 @@
 #include <string.h>
 
 #include "../base/clock.h"
-#include "../common.h"
+#include "../base/common.h"
+#include "../json/jsonmem.h"
 #include "gint.h"
 #include "json_schema.h"
 

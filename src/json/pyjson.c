@@ -9,7 +9,7 @@
 
 #include "../base/buf.h"
 #include "../base/utf8.h"
-#include "../common.h"
+#include "../base/common.h"
 
 /* ------------------------------------------------------------------------
  * repr() of a float

@@ -5,7 +5,7 @@
  * json.dumps(..., ensure_ascii=False), so a chat prompt (src/chat) must hold
  * the very bytes Python writes, and a grammar (src/grammar) that spells a
  * float of a schema's enum/const must spell it as Python would.  Both use
- * this module; it depends on nothing of smoe but common.h.
+ * this module; it depends on nothing of smoe but base/common.h.
  *
  * Python's rules: ", " and ": " separators, key order as stored, floats in
  * repr style; with ensure_ascii=False non-ASCII characters go out as

@@ -9,7 +9,7 @@
 #include <cpuid.h>
 #endif
 
-#include "../common.h"
+#include "../base/common.h"
 #include "kernels.h"
 
 const char *const smoe_kernel_names[] = {"reference", "scalar",

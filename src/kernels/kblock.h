@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "../common.h"
+#include "../base/common.h"
 
 static inline uint16_t kb_u16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 static inline uint32_t kb_u32(const uint8_t *p) {

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "../common.h"
+#include "../base/common.h"
 #include "quant.h"
 
 /* ---------------------------------------------------------------------------

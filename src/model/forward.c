@@ -15,7 +15,7 @@
 #endif
 #include <string.h>
 
-#include "../common.h"
+#include "../base/common.h"
 #include "../kernels/types.h"
 #include "model.h"
 

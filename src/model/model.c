@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common.h"
+#include "../base/common.h"
 #include "../kernels/types.h"
 
 #define MAX_EXPERTS 256

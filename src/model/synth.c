@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "../base/buf.h"
-#include "../common.h"
+#include "../base/common.h"
 #include "../format/gguf.h"
 #include "../kernels/types.h"
 #include "vocab.h"

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common.h"
+#include "../base/common.h"
 #include "model.h"
 
 static int read_special(const gguf_file *f, const char *key, int32_t n, int32_t *out, char *err) {

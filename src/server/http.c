@@ -51,7 +51,8 @@
 
 #include "http.h"
 
-#include "../common.h"
+#include "../base/common.h"
+#include "../json/jsonmem.h"
 #include "metrics.h"
 #include "ollama.h"
 #include "openai.h"

@@ -35,7 +35,8 @@
 
 #include "ollama.h"
 
-#include "../common.h"
+#include "../base/common.h"
+#include "../json/jsonmem.h"
 #include "params.h"
 #include "prompt.h"
 #include "state.h"

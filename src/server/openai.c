@@ -25,7 +25,8 @@
 
 #include "openai.h"
 
-#include "../common.h"
+#include "../base/common.h"
+#include "../json/jsonmem.h"
 #include "opts.h"
 #include "params.h"
 #include "prompt.h"

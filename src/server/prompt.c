@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "../chat/chat.h"
-#include "../common.h"
+#include "../base/common.h"
 #include "params.h"
 #include "state.h"
 

@@ -14,7 +14,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "../common.h"
+#include "../base/common.h"
 #include "../grammar/grammar.h"
 #include "state.h"
 

@@ -113,7 +113,7 @@ void srv_request_unref(srv_request *r);
  * Bytes written after the output finished are dropped. */
 void srv_request_write(srv_request *r, const char *data, size_t len, bool finished);
 /* Engine side: o's compact text for r's output (steals o), or NULL when a
- * jansson allocation failed while r's output was being built (common.h):
+ * jansson allocation failed while r's output was being built (json/jsonmem.h):
  * a member could be missing, so the caller ends the response with
  * srv_request_fail instead. */
 char *srv_request_dump(srv_request *r, json_t *o);

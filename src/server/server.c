@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../common.h"
+#include "../base/common.h"
 #include "util.h"
 #include "worker.h"
 

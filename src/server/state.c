@@ -5,7 +5,7 @@
 
 #include <strings.h>
 
-#include "../common.h"
+#include "../base/common.h"
 
 bool srv_model_matches(const srv *s, const char *name) {
     return !strcasecmp(name, s->model_id) || !strcasecmp(name, s->ollama_name);

@@ -19,7 +19,7 @@
 
 #include "tokenize.h"
 
-#include "../common.h"
+#include "../base/common.h"
 #include "openai.h"
 #include "params.h"
 #include "prompt.h"

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "../chat/chat.h"
-#include "../common.h"
+#include "../base/common.h"
 #include "../grammar/toolcall.h"
 #include "request.h"
 #include "state.h"

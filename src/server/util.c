@@ -9,7 +9,8 @@
 #include <time.h>
 
 #include "../base/utf8.h"
-#include "../common.h"
+#include "../base/common.h"
+#include "../json/jsonmem.h"
 
 char *srv_dump(json_t *v) {
     char *s = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;

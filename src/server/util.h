@@ -15,7 +15,7 @@
  * ------------------------------------------------------------------------- */
 
 /* Compact JSON, steals v; NULL on failure, or when a jansson allocation
- * failed since the thread's last smoe_json_failures_take() (common.h). */
+ * failed since the thread's last smoe_json_failures_take() (json/jsonmem.h). */
 char *srv_dump(json_t *v);
 json_t *srv_json_text(const char *s, size_t n);  /* a JSON string from bytes, invalid UTF-8 replaced */
 

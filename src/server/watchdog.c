@@ -29,7 +29,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "../common.h"
+#include "../base/common.h"
 #include "util.h"
 #include "watchdog.h"
 

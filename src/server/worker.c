@@ -16,7 +16,8 @@
 #include <omp.h>
 #endif
 
-#include "../common.h"
+#include "../base/common.h"
+#include "../json/jsonmem.h"
 #include "request.h"
 #include "state.h"
 #include "tools.h"

@@ -33,7 +33,7 @@
 #include <string.h>
 
 #include "../base/utf8.h"
-#include "../common.h"
+#include "../base/common.h"
 
 #define SPACE_SYMBOL "\xe2\x96\x81" /* U+2581, how SentencePiece spells a space */
 #define REPLACEMENT "\xef\xbf\xbd"  /* U+FFFD */

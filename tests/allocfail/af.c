@@ -11,7 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
+#include "base/common.h"
+#include "json/jsonmem.h"
 
 void *__real_malloc(size_t n);
 void *__real_calloc(size_t n, size_t size);

@@ -28,7 +28,8 @@
 
 #include "af.h"
 #include "chat/chat.h"
-#include "common.h"
+#include "base/common.h"
+#include "json/jsonmem.h"
 #include "engine/sampler.h"
 #include "engine/scheduler.h"
 #include "engine/session.h"

@@ -21,7 +21,7 @@
 #include <jansson.h>
 
 #include "chat/chat.h"
-#include "common.h"
+#include "base/common.h"
 #include "fuzz_util.h"
 #include "json/pyjson.h"
 #include "tokenizer/tokenizer.h"

@@ -18,7 +18,7 @@
 #include <jansson.h>
 
 #include "chat/chat.h"
-#include "common.h"
+#include "base/common.h"
 #include "format/gguf.h"
 #include "fuzz_util.h"
 #include "kernels/types.h"

@@ -25,7 +25,7 @@
 
 #include <jansson.h>
 
-#include "common.h"
+#include "base/common.h"
 #include "fuzz_util.h"
 #include "grammar/grammar.h"
 #include "grammar/json_schema.h"

@@ -37,7 +37,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common.h"
+#include "base/common.h"
+#include "json/jsonmem.h"
 #include "fuzz_util.h"
 #include "model/model.h"
 #include "server/http.h"

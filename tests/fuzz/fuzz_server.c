@@ -29,7 +29,8 @@
 
 #include <jansson.h>
 
-#include "common.h"
+#include "base/common.h"
+#include "json/jsonmem.h"
 #include "fuzz_util.h"
 #include "model/model.h"
 #include "server/ollama.h"

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "chat/chat.h"
-#include "common.h"
+#include "base/common.h"
 #include "fuzz_util.h"
 
 static void check_vocab(const smoe_vocab *v) {

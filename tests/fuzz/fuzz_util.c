@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common.h"
+#include "base/common.h"
 #include "model/model.h"
 #include "model/synth.h"
 #include "tokenizer/tokenizer.h"

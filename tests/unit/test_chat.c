@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "chat/chat.h"
-#include "common.h"
+#include "base/common.h"
 #include "json/pyjson.h"
 
 /* ---------------------------------------------------------------------------

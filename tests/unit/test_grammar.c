@@ -16,7 +16,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "common.h"
+#include "base/common.h"
 #include "grammar/grammar.h"
 #include "grammar/json_schema.h"
 #include "grammar/toolcall.h"

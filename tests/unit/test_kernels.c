@@ -19,7 +19,7 @@
 #include <omp.h>
 #endif
 
-#include "common.h"
+#include "base/common.h"
 #include "kernels/kernels.h"
 #include "kernels/ops.h"
 #include "kernels/types.h"

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "common.h"
+#include "base/common.h"
 #include "engine/sampler.h"
 #include "engine/stopstr.h"
 

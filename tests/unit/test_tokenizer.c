@@ -15,7 +15,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "common.h"
+#include "base/common.h"
 #include "tokenizer/tokenizer.h"
 
 #define SP "\xe2\x96\x81" /* "▁" */
