@@ -7,23 +7,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-int smoe_buf_add(smoe_buf *b, const void *data, size_t n) {
+/* Room for n more bytes and the NUL; -1 (oom set) when there is none. */
+static int reserve(smoe_buf *b, size_t n) {
     if (b->oom) return -1;
     if (n > SIZE_MAX - b->n - 1) { /* no size_t holds the result */
         b->oom = true;
         return -1;
     }
-    if (b->n + n + 1 > b->cap) {
-        size_t need = b->n + n + 1, cap = b->cap ? b->cap : 256;
-        while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return -1;
-        }
-        b->p = p;
-        b->cap = cap;
+    size_t need = b->n + n + 1;
+    if (need <= b->cap) return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    char *p = realloc(b->p, cap);
+    if (!p) {
+        b->oom = true;
+        return -1;
     }
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+int smoe_buf_add(smoe_buf *b, const void *data, size_t n) {
+    if (reserve(b, n)) return -1;
     if (n) memcpy(b->p + b->n, data, n);
     b->n += n;
     b->p[b->n] = 0;
@@ -46,21 +52,9 @@ int smoe_buf_addf(smoe_buf *b, const char *fmt, ...) {
     }
     if ((size_t)n < sizeof tmp) return smoe_buf_add(b, tmp, (size_t)n);
     /* too long for the stack: format again into the buffer itself */
-    if (smoe_buf_add(b, NULL, 0) || b->oom) return -1;
-    size_t at = b->n;
-    if (b->n + (size_t)n + 1 > b->cap) {
-        size_t need = b->n + (size_t)n + 1, cap = b->cap;
-        while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return -1;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
+    if (reserve(b, (size_t)n)) return -1;
     va_start(ap, fmt);
-    vsnprintf(b->p + at, (size_t)n + 1, fmt, ap);
+    vsnprintf(b->p + b->n, (size_t)n + 1, fmt, ap);
     va_end(ap);
     b->n += (size_t)n;
     return 0;
