@@ -239,10 +239,6 @@ static void tool_fields(const cli_grammar *gc, json_t *line, const char *doc, si
     smoe_buf_free(&r.args);
 }
 
-static const char *finish_name(smoe_finish f) {
-    return f == SMOE_FINISH_STOP ? "stop" : f == SMOE_FINISH_LENGTH ? "length" : "abort";
-}
-
 int cmd_grammar_check(int argc, char **argv) {
     cli_gen g;
     cli_gen_defaults(&g);
@@ -359,7 +355,7 @@ int cmd_grammar_check(int argc, char **argv) {
             smoe_gmatch_free(m);
             if (r) { free(out.p); cli_fail("schema %zu: %s", i + 1, err); goto gen_out; }
             json_t *line = json_pack("{s:i,s:I,s:s#,s:s,s:b,s:i}", "schema", (int)i, "seed", (json_int_t)p.sampling.seed,
-                                     "doc", out.p ? out.p : "", out.n, "finish", finish_name(res.finish),
+                                     "doc", out.p ? out.p : "", out.n, "finish", smoe_finish_name(res.finish),
                                      "complete", res.grammar_complete, "tokens", res.n_generated);
             if (line && gc.tools) tool_fields(&gc, line, out.p ? out.p : "", out.n, p.sampling.seed, res.grammar_complete);
             char *s = line ? json_dumps(line, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;

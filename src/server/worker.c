@@ -58,15 +58,6 @@ static void ev_token(void *user, int32_t id) {
     c->t_last_token = now;
 }
 
-static const char *finish_name(smoe_finish f) {
-    switch (f) {
-    case SMOE_FINISH_STOP: return "stop";
-    case SMOE_FINISH_LENGTH: return "length";
-    case SMOE_FINISH_CANCEL: return "cancelled";
-    default: return "error";
-    }
-}
-
 static void ev_done(void *user, const smoe_job_stats *st, const char *err) {
     srv_choice *c = user;
     srv_request *r = c->req;
@@ -84,7 +75,7 @@ static void ev_done(void *user, const smoe_job_stats *st, const char *err) {
         fprintf(stderr, "smoe serve: %s choice %d failed: %s\n", r->id, c->index, err);
     if (!s->o.quiet)
         fprintf(stderr, "smoe serve: %s choice %d: slot %d, prompt %d tokens (%d cached), generated %d, %s, %.0f ms\n",
-                r->id, c->index, st->slot, st->n_prompt, st->n_cached, st->n_generated, finish_name(st->finish),
+                r->id, c->index, st->slot, st->n_prompt, st->n_cached, st->n_generated, smoe_finish_name(st->finish),
                 st->t_end_ms - r->t_received_ms);
     if (!atomic_load(&r->cancelled) && r->ops->choice_done) JSON_SCOPE(r, r->ops->choice_done(c));
     if (r->n_done < r->n) return;
